@@ -1,0 +1,40 @@
+#pragma once
+#include <atomic>
+#include <filesystem>
+#include <functional>
+#include <string>
+
+#include "bitfsck/analysis/report.hpp"
+#include "bitfsck/io/checkpoint.hpp"
+
+namespace bitfsck::analysis {
+
+// Progress of long work: done/total units (bytes of tensor data) and a label; called from any
+// thread, possibly concurrently, so it must be thread-safe and cheap.
+using ProgressFn = std::function<void(std::uint64_t done, std::uint64_t total, const std::string& label)>;
+
+struct ScanOptions {
+    AnalysisOptions analysis;
+    Thresholds thresholds;
+    unsigned threads = 0;                  // 0: hardware concurrency
+    bool content_hash = true;              // xxh3-128 of the whole file
+    ProgressFn progress;                   // may be empty
+    const std::atomic<bool>* cancel = nullptr;  // when set and true, scanning stops with Cancelled
+};
+
+class Cancelled : public Error {
+public:
+    Cancelled() : Error("cancelled") {}
+};
+
+// Statistics of every floating-point state-dict tensor, grouped by layer and role, judged.
+ScanReport scan_checkpoint(const io::Checkpoint& checkpoint, const ScanOptions& options = {});
+
+// Fills report.layers, report.findings and report.verdict from report.tensors and
+// report.thresholds. Separate so verdicts can be re-judged with other thresholds.
+void judge(ScanReport& report);
+
+// xxh3-128 of the file's bytes, "xxh3-128:<32 hex digits>", reading in chunks and releasing pages.
+std::string content_hash(const io::MappedFile& file);
+
+}  // namespace bitfsck::analysis
