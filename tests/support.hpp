@@ -76,3 +76,11 @@ inline CommandResult run_command(const std::string& command_line) {
 inline std::string quote(const std::filesystem::path& p) { return "'" + p.string() + "'"; }
 
 }  // namespace bitfsck::test
+
+namespace bitfsck::test {
+// Keeps the file's key order (expected values list tensors in state-dict order).
+inline nlohmann::ordered_json read_ordered_json(const std::filesystem::path& p) {
+    std::ifstream in(p);
+    return nlohmann::ordered_json::parse(in);
+}
+}  // namespace bitfsck::test

@@ -4,6 +4,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "bitfsck/io/mapped_file.hpp"
@@ -45,6 +46,7 @@ public:
 private:
     std::shared_ptr<const MappedFile> file_;
     std::vector<ZipEntry> entries_;
+    std::unordered_map<std::string, std::size_t> index_;  // name -> position in entries_
     std::string top_folder_;
 };
 

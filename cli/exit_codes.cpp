@@ -1,0 +1,36 @@
+#include "subcommands.hpp"
+
+#include <atomic>
+
+namespace bitfsck::cli {
+namespace {
+
+std::atomic<int> g_exit_code{kOk};
+
+int rank(int code) {
+    switch (code) {
+        case kUsage: return 6;
+        case kUnreadable: return 5;
+        case kSecurity: return 4;
+        case kCollapsed: return 3;
+        case kDegraded: return 2;
+        default: return code == kOk ? 0 : 1;
+    }
+}
+
+}  // namespace
+
+void set_exit_code(int code) {
+    int current = g_exit_code.load();
+    while (rank(code) > rank(current) && !g_exit_code.compare_exchange_weak(current, code)) {
+    }
+}
+
+int last_exit_code() { return g_exit_code.load(); }
+
+int exit_for_parse_error(CLI::App& app, const CLI::ParseError& e) {
+    int code = app.exit(e);  // prints help / version / the error
+    return code == 0 ? kOk : kUsage;
+}
+
+}  // namespace bitfsck::cli

@@ -1,0 +1,37 @@
+#pragma once
+// Each subcommand lives in its own file and adds itself to the app with add_<name>_subcommand.
+// Subcommands report their exit status through set_exit_code(); main() returns the value.
+#include <CLI/CLI.hpp>
+
+#include <string>
+
+namespace bitfsck::cli {
+
+// Documented exit codes (README, `bitfsck --help`). When several apply, the highest wins
+// except that unreadable input (2) outranks everything but usage errors.
+enum ExitCode : int {
+    kOk = 0,
+    kUsage = 1,        // bad flags or arguments
+    kUnreadable = 2,   // a file could not be read: missing, truncated, corrupted, wrong format
+    kSecurity = 3,     // a pickle would import or call something outside the allow-list
+    kDegraded = 4,     // scan/timeline: the worst verdict is degraded
+    kCollapsed = 5,    // scan/timeline: the worst verdict is collapsed
+};
+
+void set_exit_code(int code);  // keeps the most important code seen so far
+int last_exit_code();
+int exit_for_parse_error(CLI::App& app, const CLI::ParseError& e);
+
+void add_inspect_subcommand(CLI::App& app);
+void add_scan_subcommand(CLI::App& app);
+void add_timeline_subcommand(CLI::App& app);
+void add_diff_subcommand(CLI::App& app);
+
+inline void add_all_subcommands(CLI::App& app) {
+    add_inspect_subcommand(app);
+    add_scan_subcommand(app);
+    add_timeline_subcommand(app);
+    add_diff_subcommand(app);
+}
+
+}  // namespace bitfsck::cli

@@ -1,0 +1,25 @@
+#pragma once
+// Outputs are written to a temporary name beside the target and renamed when complete, so a
+// crash or Ctrl-C never leaves a half-written file under the final name, and an input is never
+// overwritten in place.
+#include <filesystem>
+#include <functional>
+#include <string_view>
+#include <vector>
+
+namespace bitfsck::io {
+
+// A sibling temporary path "<target>.tmp-<pid>-<n>" for writers that need a file name (HDF5).
+std::filesystem::path temporary_sibling(const std::filesystem::path& target);
+
+// Writes `bytes` to `target` atomically (temporary file, fsync, rename). Throws FileError.
+void write_file_atomically(const std::filesystem::path& target, std::string_view bytes);
+
+// Calls write(tmp_path) and renames tmp_path onto target when it returns; removes the
+// temporary file when it throws.
+void replace_atomically(const std::filesystem::path& target, const std::function<void(const std::filesystem::path&)>& write);
+
+// Refuses (FileError) when `output` is the same file as any of `inputs`.
+void ensure_not_an_input(const std::filesystem::path& output, const std::vector<std::filesystem::path>& inputs);
+
+}  // namespace bitfsck::io

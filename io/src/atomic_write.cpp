@@ -1,0 +1,59 @@
+#include "bitfsck/io/atomic_write.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+
+#include "bitfsck/io/error.hpp"
+
+namespace bitfsck::io {
+
+std::filesystem::path temporary_sibling(const std::filesystem::path& target) {
+    static std::atomic<unsigned> counter{0};
+    return std::filesystem::path(target.string() + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+}
+
+void replace_atomically(const std::filesystem::path& target, const std::function<void(const std::filesystem::path&)>& write) {
+    auto tmp = temporary_sibling(target);
+    try {
+        write(tmp);
+        std::error_code ec;
+        std::filesystem::rename(tmp, target, ec);
+        if (ec) throw FileError(target.string() + ": cannot rename the finished output into place: " + ec.message());
+    } catch (...) {
+        std::error_code ignored;
+        std::filesystem::remove(tmp, ignored);
+        throw;
+    }
+}
+
+void write_file_atomically(const std::filesystem::path& target, std::string_view bytes) {
+    replace_atomically(target, [&](const std::filesystem::path& tmp) {
+        int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (fd < 0) throw FileError(target.string() + ": cannot create: " + std::strerror(errno));
+        std::size_t done = 0;
+        while (done < bytes.size()) {
+            ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) {
+                int err = errno;
+                ::close(fd);
+                throw FileError(target.string() + ": cannot write: " + std::strerror(err));
+            }
+            done += static_cast<std::size_t>(n);
+        }
+        if (::fsync(fd) != 0 || ::close(fd) != 0) throw FileError(target.string() + ": cannot write: " + std::strerror(errno));
+    });
+}
+
+void ensure_not_an_input(const std::filesystem::path& output, const std::vector<std::filesystem::path>& inputs) {
+    std::error_code ec;
+    for (const auto& in : inputs)
+        if (std::filesystem::exists(output, ec) && std::filesystem::equivalent(output, in, ec))
+            throw FileError(output.string() + ": refusing to overwrite an input checkpoint");
+}
+
+}  // namespace bitfsck::io

@@ -1,0 +1,197 @@
+// Opening a checkpoint: detect the format from the content, unpickle the object tree without
+// running it, find every tensor and where its bytes are, and find the state dict in the tree.
+#include "bitfsck/io/checkpoint.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "bitfsck/io/error.hpp"
+#include "bitfsck/io/zip_archive.hpp"
+#include "checkpoint_builder.hpp"
+#include "safetensors_reader.hpp"
+
+namespace bitfsck::io {
+
+std::string_view format_name(Format f) {
+    switch (f) {
+        case Format::TorchZip: return "torch_zip";
+        case Format::TorchLegacy: return "torch_legacy";
+        case Format::Safetensors: return "safetensors";
+    }
+    return "unknown";
+}
+
+namespace {
+
+// The LONG1 integer torch's legacy format pickles first (torch/serialization.py MAGIC_NUMBER).
+constexpr const char* kLegacyMagic = "119547037146038801333356";
+constexpr std::int64_t kLegacyProtocolVersion = 1001;
+
+std::string hex_prefix(const MappedFile& f) {
+    static const char* digits = "0123456789abcdef";
+    std::string out;
+    for (std::uint64_t i = 0; i < std::min<std::uint64_t>(8, f.size()); ++i) {
+        auto b = static_cast<unsigned char>(f.data()[i]);
+        if (!out.empty()) out += ' ';
+        out += digits[b >> 4];
+        out += digits[b & 15];
+    }
+    return out;
+}
+
+bool starts_with(const MappedFile& f, std::string_view magic) {
+    return f.size() >= magic.size() && std::memcmp(f.data(), magic.data(), magic.size()) == 0;
+}
+
+PickleOptions with_source(const OpenOptions& options, std::string source) {
+    PickleOptions p = options.pickle;
+    p.source_name = std::move(source);
+    return p;
+}
+
+void open_torch_zip(CheckpointBuilder& b, const OpenOptions& options) {
+    const MappedFile& file = *b.file;
+    ZipArchive zip(b.file);
+    const ZipEntry* pkl = zip.find_in_top_folder("data.pkl");
+    if (!pkl) {
+        // TorchScript archives and other zips also start with PK; say what we found instead.
+        throw FormatError(file.display_name(), zip.find_in_top_folder("constants.pkl")
+                                                   ? "a TorchScript archive (torch.jit.save), not a torch.save checkpoint"
+                                                   : "a zip archive without data.pkl: not a torch.save checkpoint");
+    }
+    if (const ZipEntry* order = zip.find_in_top_folder("byteorder")) {
+        auto bytes = zip.read(*order, 64);
+        std::string text(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+        if (text != "little") throw FormatError(file.display_name(), "byte order '" + text + "' is not supported (only little-endian)");
+    }
+    std::string source = file.display_name() + ":" + pkl->name;
+    if (pkl->method == 0) {
+        b.document = parse_pickle(zip.stored_view(*pkl), with_source(options, source));
+    } else {
+        auto bytes = zip.read(*pkl);
+        b.document = parse_pickle(bytes, with_source(options, source));
+    }
+    std::string prefix = zip.top_folder().empty() ? std::string("data/") : zip.top_folder() + "/data/";
+    b.resolve_storage = [&zip, prefix, &file](const Value& storage, StorageLocation& where) {
+        std::string record = prefix + storage.text;
+        const ZipEntry* e = zip.find(record);
+        if (!e) throw FormatError(file.display_name(), "storage '" + storage.text + "' has no record " + record);
+        if (e->method != 0)
+            throw FormatError(file.display_name(), "record " + record + " is compressed; tensor data must be stored uncompressed as torch.save writes it");
+        where.record = record;
+        where.file_offset = e->data_offset;
+        where.nbytes = e->size;
+    };
+    b.collect_tensors();
+}
+
+void open_torch_legacy(CheckpointBuilder& b, const OpenOptions& options) {
+    const MappedFile& file = *b.file;
+    const std::string name = file.display_name();
+    auto whole = file.bytes(0, file.size(), "file");
+    std::uint64_t pos = 0;
+    auto next_pickle = [&](const char* what) {
+        if (pos >= whole.size()) throw FormatError(name, std::string("truncated: ") + what + " is missing");
+        PickleDocument doc = parse_pickle(whole.subspan(pos), with_source(options, name + ":" + what));
+        pos += doc.end_offset;
+        return doc;
+    };
+    PickleDocument magic = next_pickle("magic number");
+    if (!magic.root || magic.root->kind != ValueKind::BigInt || magic.root->text != kLegacyMagic)
+        throw FormatError(name, "not a PyTorch checkpoint (legacy magic number missing)");
+    PickleDocument version = next_pickle("protocol version");
+    if (!version.root || version.root->kind != ValueKind::Int || version.root->integer != kLegacyProtocolVersion)
+        throw FormatError(name, "unsupported legacy serialization protocol version");
+    PickleDocument sys_info = next_pickle("system info");
+    if (const Value* little = sys_info.root ? sys_info.root->get("little_endian") : nullptr;
+        little && little->kind == ValueKind::Bool && !little->boolean)
+        throw FormatError(name, "written on a big-endian machine; not supported");
+    b.document = next_pickle("object");
+    PickleDocument keys = next_pickle("storage keys");
+    if (!keys.root || keys.root->kind != ValueKind::List)
+        throw FormatError(name, "storage key list is not a list");
+
+    // After the key list come the raw storages in that order: an 8-byte element count, then the
+    // elements. Their element size comes from the storage type named in the object pickle.
+    std::unordered_map<std::string, DType> dtype_of_key;
+    b.for_each_storage([&](const Value& s) { dtype_of_key.emplace(s.text, s.dtype); });
+    std::unordered_map<std::string, StorageLocation> located;
+    for (const Value* key : keys.root->items) {
+        if (!key || key->kind != ValueKind::String) throw FormatError(name, "storage key is not a string");
+        auto size_bytes = file.bytes(pos, 8, "storage size");
+        std::int64_t numel;
+        std::memcpy(&numel, size_bytes.data(), 8);
+        pos += 8;
+        auto it = dtype_of_key.find(key->text);
+        std::size_t elsize = it == dtype_of_key.end() ? 1 : dtype_size(it->second);
+        if (numel < 0 || static_cast<std::uint64_t>(numel) > file.size() / elsize)
+            throw FormatError(name, "storage '" + key->text + "' claims " + std::to_string(numel) + " elements, more than the file holds");
+        std::uint64_t nbytes = static_cast<std::uint64_t>(numel) * elsize;
+        file.bytes(pos, nbytes, ("storage '" + key->text + "'").c_str());
+        located[key->text] = StorageLocation{"", pos, nbytes};
+        pos += nbytes;
+    }
+    b.resolve_storage = [located = std::move(located), name](const Value& storage, StorageLocation& where) {
+        auto it = located.find(storage.text);
+        if (it == located.end()) throw FormatError(name, "storage '" + storage.text + "' is not among the stored keys");
+        where = it->second;
+    };
+    b.collect_tensors();
+}
+
+}  // namespace
+
+Checkpoint Checkpoint::open(const std::filesystem::path& path, const OpenOptions& options) {
+    CheckpointBuilder b;
+    b.file = std::make_shared<MappedFile>(path);
+    const MappedFile& file = *b.file;
+    const std::string name = file.display_name();
+    if (file.size() == 0) throw FormatError(name, "empty file");
+
+    if (starts_with(file, "PK\x03\x04") || starts_with(file, "PK\x05\x06")) {
+        b.format = Format::TorchZip;
+        open_torch_zip(b, options);
+    } else if (starts_with(file, "\x80\x02\x8a")) {  // PROTO 2, LONG1: the legacy magic number
+        b.format = Format::TorchLegacy;
+        open_torch_legacy(b, options);
+    } else if (looks_like_safetensors(file)) {
+        b.format = Format::Safetensors;
+        read_safetensors(b);
+    } else if (starts_with(file, "GGUF")) {
+        throw FormatError(name, "GGUF files are not readable by this version of bitfsck");
+    } else if (file.size() > 262 && std::memcmp(file.data() + 257, "ustar", 5) == 0) {
+        throw FormatError(name, "a tar archive (PyTorch < 0.4 checkpoint format), which is not supported");
+    } else {
+        throw FormatError(name, "not a PyTorch checkpoint or safetensors file (starts with " + hex_prefix(file) + ")");
+    }
+    return b.finish();
+}
+
+std::vector<const TensorEntry*> Checkpoint::state_dict_tensors() const {
+    std::vector<const TensorEntry*> out;
+    for (const auto& t : tensors_)
+        if (t.in_state_dict) out.push_back(&t);
+    return out;
+}
+
+const TensorEntry* Checkpoint::find_tensor(std::string_view name) const {
+    for (const auto& t : tensors_)
+        if (t.in_state_dict && t.name == name) return &t;
+    for (const auto& t : tensors_)
+        if (t.path == name) return &t;
+    return nullptr;
+}
+
+std::optional<std::int64_t> Checkpoint::step() const {
+    const Value* root = document_.root;
+    if (!root || root->kind != ValueKind::Dict) return std::nullopt;
+    for (const char* key : {"step", "global_step", "iteration", "iter", "num_steps", "train_step"}) {
+        const Value* v = root->get(key);
+        if (v && v->kind == ValueKind::Int) return v->integer;
+    }
+    return std::nullopt;
+}
+
+}  // namespace bitfsck::io

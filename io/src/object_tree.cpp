@@ -1,0 +1,237 @@
+#include "bitfsck/io/object_tree.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <unordered_map>
+#include <unordered_set>
+
+namespace bitfsck::io {
+namespace {
+
+std::string shape_text(const std::vector<std::int64_t>& shape) {
+    std::string s = "[";
+    for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+    return s + "]";
+}
+
+std::string clip(std::string s, std::size_t max) {
+    if (s.size() > max) s = s.substr(0, max) + "…";
+    return s;
+}
+
+std::string printable(const std::string& raw) {
+    std::string out;
+    for (unsigned char c : raw) {
+        if (c >= 0x20 && c != 0x7f) out += static_cast<char>(c);
+        else {
+            char buf[8];
+            std::snprintf(buf, sizeof buf, "\\x%02x", c);
+            out += buf;
+        }
+    }
+    return out;
+}
+
+std::string float_text(double v) {
+    if (std::isnan(v)) return "nan";
+    if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.6g", v);
+    return buf;
+}
+
+std::string key_label(const Value* k) {
+    if (!k) return "?";
+    if (k->kind == ValueKind::String) return printable(k->text);
+    if (k->kind == ValueKind::Int) return std::to_string(k->integer);
+    return std::string("<") + std::string(k->kind_name()) + ">";
+}
+
+class TreeBuilder {
+public:
+    TreeBuilder(const Checkpoint& c, const TreeLimits& l) : limits_(l) {
+        if (c.state_dict_path() && !c.state_dict_path()->empty()) state_dict_path_ = *c.state_dict_path();
+        root_is_state_dict_ = c.state_dict_path() && c.state_dict_path()->empty();
+        for (const auto& t : c.tensors()) tensor_names_.emplace(t.path, &t);
+    }
+
+    TreeNode build(const Value* v, const std::string& key, const std::string& path, int depth) {
+        TreeNode n;
+        n.key = key;
+        if (!v) {
+            n.type = "none";
+            n.summary = "None";
+            return n;
+        }
+        switch (v->kind) {
+            case ValueKind::None: n.type = "none"; n.summary = "None"; return n;
+            case ValueKind::Bool: n.type = "bool"; n.summary = v->boolean ? "True" : "False"; return n;
+            case ValueKind::Int: n.type = "int"; n.summary = std::to_string(v->integer); return n;
+            case ValueKind::BigInt: n.type = "int"; n.summary = clip(v->text, limits_.max_text); return n;
+            case ValueKind::Float: n.type = "float"; n.summary = float_text(v->real); return n;
+            case ValueKind::String: n.type = "str"; n.summary = "'" + clip(printable(v->text), limits_.max_text) + "'"; return n;
+            case ValueKind::Bytes: n.type = "bytes"; n.summary = std::to_string(v->text.size()) + " bytes"; return n;
+            case ValueKind::Global: n.type = "global"; n.summary = v->qualified_name(); return n;
+            case ValueKind::Storage: n.type = "storage"; n.summary = std::string(dtype_name(v->dtype)) + " key " + v->text; return n;
+            case ValueKind::Tensor:
+                n.type = v->is_parameter ? "parameter" : "tensor";
+                n.summary = std::string(dtype_name(v->dtype)) + " " + shape_text(v->shape);
+                return n;
+            default: break;
+        }
+        if (depth >= limits_.max_depth || !on_path_.insert(v).second) {
+            n.type = std::string(v->kind_name());
+            n.summary = depth >= limits_.max_depth ? "(deeper levels not shown)" : "(shared reference)";
+            return n;
+        }
+        bool is_state_dict = (path == state_dict_path_ && !state_dict_path_.empty()) || (depth == 0 && root_is_state_dict_);
+        switch (v->kind) {
+            case ValueKind::Dict:
+                n.type = "dict";
+                n.summary = std::to_string(v->entries.size()) + " entries";
+                if (is_state_dict) {
+                    n.summary += " (the state dict: see the tensor table)";
+                    break;
+                }
+                for (const auto& [k, val] : v->entries) add_child(n, val, key_label(k), join(path, key_label(k)), depth);
+                break;
+            case ValueKind::List:
+            case ValueKind::Tuple:
+            case ValueKind::Set:
+                n.type = std::string(v->kind_name());
+                n.summary = std::to_string(v->items.size()) + " items";
+                for (std::size_t i = 0; i < v->items.size(); ++i)
+                    add_child(n, v->items[i], "[" + std::to_string(i) + "]", join(path, std::to_string(i)), depth);
+                break;
+            case ValueKind::Object:
+                n.type = "object " + v->qualified_name();
+                if (is_state_dict) n.summary = "(the model: see the tensor table)";
+                else {
+                    if (v->args && !v->args->items.empty()) add_child(n, v->args, "(args)", join(path, "__args__"), depth);
+                    if (v->state) {
+                        if (v->state->kind == ValueKind::Dict)
+                            for (const auto& [k, val] : v->state->entries) add_child(n, val, key_label(k), join(path, key_label(k)), depth);
+                        else
+                            add_child(n, v->state, "(state)", join(path, "__state__"), depth);
+                    }
+                    for (std::size_t i = 0; i < v->items.size(); ++i)
+                        add_child(n, v->items[i], "[" + std::to_string(i) + "]", join(path, std::to_string(i)), depth);
+                    for (const auto& [k, val] : v->entries) add_child(n, val, key_label(k), join(path, key_label(k)), depth);
+                }
+                break;
+            default: break;
+        }
+        on_path_.erase(v);
+        return n;
+    }
+
+private:
+    static std::string join(const std::string& a, const std::string& b) { return a.empty() ? b : a + "." + b; }
+
+    void add_child(TreeNode& n, const Value* v, const std::string& key, const std::string& path, int depth) {
+        // The root's keys are what a user looks for first (step, config, optimizer): never cut them short.
+        std::size_t limit = depth == 0 ? std::max<std::size_t>(limits_.max_children, 64) : limits_.max_children;
+        if (n.children.size() >= limit) {
+            ++n.omitted;
+            return;
+        }
+        n.children.push_back(build(v, key, path, depth + 1));
+    }
+
+    const TreeLimits& limits_;
+    std::string state_dict_path_;
+    bool root_is_state_dict_ = false;
+    std::unordered_map<std::string, const TensorEntry*> tensor_names_;
+    std::unordered_set<const Value*> on_path_;
+};
+
+void render(const TreeNode& n, int indent, std::string& out) {
+    out.append(static_cast<std::size_t>(indent) * 2, ' ');
+    out += (n.key.empty() ? std::string("(root)") : n.key) + ": " + n.type;
+    if (!n.summary.empty()) out += "  " + n.summary;
+    out += "\n";
+    for (const auto& c : n.children) render(c, indent + 1, out);
+    if (n.omitted) {
+        out.append(static_cast<std::size_t>(indent + 1) * 2, ' ');
+        out += "… " + std::to_string(n.omitted) + " more\n";
+    }
+}
+
+nlohmann::ordered_json node_json(const TreeNode& n) {
+    nlohmann::ordered_json j;
+    j["key"] = n.key;
+    j["type"] = n.type;
+    j["summary"] = n.summary;
+    if (!n.children.empty()) {
+        j["children"] = nlohmann::ordered_json::array();
+        for (const auto& c : n.children) j["children"].push_back(node_json(c));
+    }
+    if (n.omitted) j["omitted"] = n.omitted;
+    return j;
+}
+
+}  // namespace
+
+std::string severity_name(Severity s) { return s == Severity::Critical ? "critical" : "warning"; }
+
+TreeNode object_tree(const Checkpoint& checkpoint, const TreeLimits& limits) {
+    if (!checkpoint.root()) {
+        TreeNode n;
+        n.type = "dict";
+        n.summary = std::to_string(checkpoint.tensors().size()) + " tensors (the state dict: see the tensor table)";
+        for (const auto& [k, v] : checkpoint.metadata()) n.children.push_back({"__metadata__." + k, "str", "'" + clip(v, limits.max_text) + "'", {}, 0});
+        return n;
+    }
+    return TreeBuilder(checkpoint, limits).build(checkpoint.root(), "", "", 0);
+}
+
+std::string render_tree(const TreeNode& root) {
+    std::string out;
+    render(root, 0, out);
+    return out;
+}
+
+nlohmann::ordered_json inspect_json(const Checkpoint& c, const TreeLimits& limits) {
+    nlohmann::ordered_json j;
+    j["schema_version"] = 1;
+    j["file"] = c.path().string();
+    j["file_size"] = c.file().size();
+    j["format"] = std::string(format_name(c.format()));
+    if (c.format() != Format::Safetensors) j["pickle_protocol"] = c.pickle_protocol();
+    j["state_dict_path"] = c.state_dict_path() ? nlohmann::ordered_json(*c.state_dict_path()) : nlohmann::ordered_json();
+    auto step = c.step();
+    j["step"] = step ? nlohmann::ordered_json(*step) : nlohmann::ordered_json();
+    j["security_findings"] = nlohmann::ordered_json::array();
+    for (const auto& f : c.findings())
+        j["security_findings"].push_back({{"global", f.global}, {"severity", severity_name(f.severity)}, {"called", f.called},
+                                          {"pickle_offset", f.offset}, {"reason", f.reason}});
+    if (!c.metadata().empty()) {
+        j["metadata"] = nlohmann::ordered_json::object();
+        for (const auto& [k, v] : c.metadata()) j["metadata"][k] = v;
+    }
+    j["tree"] = node_json(object_tree(c, limits));
+    j["tensors"] = nlohmann::ordered_json::array();
+    for (const auto& t : c.tensors()) {
+        nlohmann::ordered_json tj;
+        tj["name"] = t.name;
+        tj["path"] = t.path;
+        tj["in_state_dict"] = t.in_state_dict;
+        tj["dtype"] = std::string(dtype_name(t.dtype));
+        tj["shape"] = t.shape;
+        tj["stride"] = t.stride;
+        tj["storage_offset"] = t.storage_offset;
+        tj["numel"] = t.numel();
+        tj["bytes"] = t.nbytes();
+        tj["storage_key"] = t.storage_key;
+        if (!t.record.empty()) tj["record"] = t.record;
+        tj["file_offset"] = t.storage_file_offset + static_cast<std::uint64_t>(t.storage_offset) * dtype_size(t.dtype);
+        tj["shared_with"] = t.shared_with ? nlohmann::ordered_json(*t.shared_with) : nlohmann::ordered_json();
+        tj["requires_grad"] = t.requires_grad;
+        tj["is_parameter"] = t.is_parameter;
+        j["tensors"].push_back(std::move(tj));
+    }
+    return j;
+}
+
+}  // namespace bitfsck::io
