@@ -6,6 +6,7 @@
 
 #include "bitfsck/analysis/report.hpp"
 #include "bitfsck/io/checkpoint.hpp"
+#include "bitfsck/io/error.hpp"
 
 namespace bitfsck::analysis {
 
