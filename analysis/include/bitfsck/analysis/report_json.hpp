@@ -1,0 +1,50 @@
+#pragma once
+// The one place analysis results become JSON. Every machine-readable output of bitfsck (scan,
+// timeline, diff) is built here so that key names, number handling and the schema version stay
+// consistent; docs/*.schema.json describe what these functions emit.
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "bitfsck/analysis/report.hpp"
+
+namespace bitfsck::analysis {
+
+struct Timeline;
+struct CheckpointDiff;
+
+// Bumped whenever a key is renamed or removed or its meaning changes; adding keys does not bump it.
+inline constexpr int kJsonSchemaVersion = 1;
+inline constexpr std::string_view kToolName = "bitfsck";
+// Fallback when the caller does not pass its own version; the CLI passes BITFSCK_VERSION, which
+// CMake takes from project(VERSION). Keep this in line with that.
+inline constexpr std::string_view kToolVersion = "0.1.0";
+
+// Scan report as documented in docs/scan.schema.json. Histograms ({lo, hi, counts}) are large
+// for big models, so callers may leave them out. Non-finite numbers become null; the tensors'
+// nan_count / inf_count say why.
+nlohmann::ordered_json to_json(const ScanReport& report, bool include_histograms = true,
+                               std::string_view tool_version = kToolVersion);
+nlohmann::ordered_json to_json(const Timeline& timeline, std::string_view tool_version = kToolVersion);
+nlohmann::ordered_json to_json(const CheckpointDiff& diff, std::string_view tool_version = kToolVersion);
+
+// Pieces, shared by the documents above (and usable alone, e.g. for JSON lines output).
+nlohmann::ordered_json to_json(const TensorStats& t, bool include_histograms = true);
+nlohmann::ordered_json to_json(const LayerRoleStats& l);
+nlohmann::ordered_json to_json(const Finding& f);
+nlohmann::ordered_json to_json(const SecuritySummary& s);
+nlohmann::ordered_json to_json(const Histogram& h);
+
+// A finite double, or null: JSON has no NaN or Infinity, and nlohmann would write "null" anyway
+// but only at dump time, which hides the decision from readers of this code.
+nlohmann::ordered_json json_number(double v);
+
+// The worst severity of the findings about one subject (a tensor name); healthy when none.
+Verdict verdict_of_subject(const ScanReport& report, std::string_view subject);
+
+// Two-space indented text. Invalid UTF-8 (tensor names come from arbitrary pickles) is replaced
+// by U+FFFD instead of throwing.
+std::string dump_json(const nlohmann::ordered_json& j);
+
+}  // namespace bitfsck::analysis

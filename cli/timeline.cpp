@@ -1,0 +1,242 @@
+// bitfsck timeline DIR|FILES...: scans a training run's checkpoints in step order and says when
+// collapse began and which checkpoint is the last healthy one to resume from.
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <optional>
+
+#include "bitfsck/analysis/h5_report.hpp"
+#include "bitfsck/analysis/report_json.hpp"
+#include "bitfsck/analysis/scan.hpp"
+#include "bitfsck/analysis/timeline.hpp"
+#include "bitfsck/io/atomic_write.hpp"
+#include "scan_options.hpp"
+#include "subcommands.hpp"
+#include "table.hpp"
+#include "terminal.hpp"
+
+namespace bitfsck::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct TimelineFlags {
+    std::vector<std::string> inputs;
+    bool json = false;
+    std::string h5;
+};
+
+// Training folders also hold *.bin files that are not checkpoints (token arrays such as
+// train.bin). A folder's .bin file is only taken when it starts like a zip (torch.save), a pickle
+// (legacy torch.save) or a safetensors header; files named explicitly are always tried.
+bool looks_like_checkpoint(const fs::path& file) {
+    std::ifstream in(file, std::ios::binary);
+    unsigned char head[9] = {};
+    if (!in.read(reinterpret_cast<char*>(head), sizeof head)) return false;
+    if (head[0] == 'P' && head[1] == 'K') return true;
+    if (head[0] == 0x80) return true;
+    std::uint64_t header_len = 0;
+    for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | head[i];
+    std::error_code ec;
+    auto size = fs::file_size(file, ec);
+    return !ec && head[8] == '{' && header_len + 8 <= size;
+}
+
+// A folder stands for the checkpoints directly inside it; files are taken as given.
+std::vector<fs::path> checkpoint_files(const std::vector<std::string>& inputs) {
+    std::vector<fs::path> files;
+    for (const auto& in : inputs) {
+        if (!fs::is_directory(in)) {
+            files.emplace_back(in);
+            continue;
+        }
+        std::vector<fs::path> found;
+        for (const auto& e : fs::directory_iterator(in)) {
+            auto ext = e.path().extension().string();
+            if (!e.is_regular_file() || !(ext == ".pt" || ext == ".safetensors" || ext == ".bin")) continue;
+            if (ext == ".bin" && !looks_like_checkpoint(e.path())) continue;
+            found.push_back(e.path());
+        }
+        std::sort(found.begin(), found.end());
+        files.insert(files.end(), found.begin(), found.end());
+    }
+    return files;
+}
+
+// Error messages from io/ already name the file; the others get it prepended.
+std::string naming_file(const fs::path& file, const std::string& what) {
+    return what.find(file.string()) != std::string::npos ? what : file.string() + ": " + what;
+}
+
+std::string fmt(const char* f, double v) {
+    char buf[48];
+    std::snprintf(buf, sizeof buf, f, v);
+    return buf;
+}
+
+std::string coloured(analysis::Verdict v) {
+    std::string name(analysis::verdict_name(v));
+    switch (v) {
+        case analysis::Verdict::Collapsed: return red(name);
+        case analysis::Verdict::Degraded: return yellow(name);
+        default: return green(name);
+    }
+}
+
+void print_timeline(const analysis::Timeline& t) {
+    // One column per ternary-matrix role seen anywhere in the run, in the summaries' order.
+    std::vector<analysis::Role> roles;
+    for (const auto& p : t.points)
+        for (const auto& r : p.roles)
+            if (std::find(roles.begin(), roles.end(), r.role) == roles.end()) roles.push_back(r.role);
+    std::stable_sort(roles.begin(), roles.end(), [](analysis::Role a, analysis::Role b) {
+        // MLP roles first, as in the summaries; then attention.
+        return analysis::role_is_mlp(a) && !analysis::role_is_mlp(b);
+    });
+    std::vector<std::string> headers{"step", "verdict", "file"};
+    for (auto r : roles) headers.push_back(std::string(analysis::role_name(r)) + " std/zeros");
+    Table table(headers);
+    for (const auto& p : t.points) {
+        std::vector<std::string> row{std::to_string(p.step) + (p.step_from_file_name ? "*" : ""), coloured(p.verdict),
+                                     fs::path(p.file).filename().string()};
+        for (auto role : roles) {
+            auto it = std::find_if(p.roles.begin(), p.roles.end(), [&](const analysis::RoleSummary& s) { return s.role == role; });
+            if (it == p.roles.end()) {
+                row.push_back("-");
+                continue;
+            }
+            std::string cell = fmt("%.2e", it->mean_std) + " " + fmt("%.0f%%", 100 * it->mean_zero);
+            row.push_back(it->worst == analysis::Verdict::Healthy ? cell
+                          : it->worst == analysis::Verdict::Degraded ? yellow(cell)
+                                                                      : red(cell));
+        }
+        table.add(std::move(row));
+    }
+    std::cout << table.render();
+    if (std::any_of(t.points.begin(), t.points.end(), [](const auto& p) { return p.step_from_file_name; }))
+        std::cout << "(* step taken from the file name)\n";
+
+    if (!t.onset_step) {
+        std::cout << "collapse onset: none (" << t.points.size() << " checkpoints, all healthy)\n";
+    } else {
+        std::cout << "collapse onset: " << bold("step " + std::to_string(*t.onset_step)) << " (" << t.onset_file << ")";
+        if (t.collapsed_step && *t.collapsed_step != *t.onset_step) std::cout << ", collapsed from step " << *t.collapsed_step;
+        std::cout << "\n";
+        const std::size_t shown = std::min<std::size_t>(t.reasons.size(), 8);
+        for (std::size_t i = 0; i < shown; ++i) std::cout << "  " << coloured(t.reasons[i].severity) << ": " << t.reasons[i].message << "\n";
+        if (t.reasons.size() > shown) std::cout << "  ... and " << t.reasons.size() - shown << " more\n";
+        if (t.role_onsets.size() > 1) {
+            std::cout << "first failure per layer-role:";
+            std::size_t n = std::min<std::size_t>(t.role_onsets.size(), 12);
+            for (std::size_t i = 0; i < n; ++i)
+                std::cout << (i ? ", " : " ") << analysis::layer_role_label(t.role_onsets[i].layer, t.role_onsets[i].role) << " @ "
+                          << t.role_onsets[i].step;
+            if (t.role_onsets.size() > n) std::cout << ", ...";
+            std::cout << "\n";
+        }
+    }
+    if (t.last_healthy_step)
+        std::cout << "last healthy checkpoint: " << bold(t.last_healthy_file) << " (step " << *t.last_healthy_step << ")\n";
+    else if (t.onset_step)
+        std::cout << "last healthy checkpoint: none (the first checkpoint is already " << analysis::verdict_name(t.points.front().verdict)
+                  << ")\n";
+    // Between the first degraded and the first collapsed checkpoint there may be ones worth trying.
+    if (t.collapsed_step && t.last_before_collapse_step && t.last_before_collapse_step != t.last_healthy_step) {
+        auto it = std::find_if(t.points.begin(), t.points.end(), [&](const auto& p) { return p.step == *t.last_before_collapse_step; });
+        std::cout << "last checkpoint before collapse: " << t.last_before_collapse_file << " (step " << *t.last_before_collapse_step
+                  << ", " << coloured(it->verdict) << ")\n";
+    }
+}
+
+void run_timeline(const TimelineFlags& flags, const ScanFlags& scan_flags) {
+    std::vector<fs::path> files = checkpoint_files(flags.inputs);
+    if (files.empty()) throw CLI::ValidationError("timeline", "no checkpoint files (*.pt, *.safetensors, *.bin) found");
+    analysis::ScanOptions options = make_scan_options(scan_flags);
+    if (!flags.h5.empty()) io::ensure_not_an_input(flags.h5, files);
+
+    std::vector<analysis::ScanReport> reports;
+    ProgressLine progress("timeline");
+    for (std::size_t i = 0; i < files.size(); ++i) {
+        const std::string label = "[" + std::to_string(i + 1) + "/" + std::to_string(files.size()) + "] " + files[i].filename().string();
+        try {
+            io::Checkpoint c = io::Checkpoint::open(files[i]);
+            analysis::ScanOptions o = options;
+            o.progress = [&](std::uint64_t done, std::uint64_t total, const std::string&) { progress.update(done, total, label); };
+            analysis::ScanReport r = analysis::scan_checkpoint(c, o);
+            // A report needs a step to take its place in the timeline; refuse it alone rather
+            // than the whole run.
+            if (!r.step && !analysis::step_from_file_name(r.file)) {
+                progress.finish();
+                print_error(files[i].string() + ": no training step in the checkpoint or digits in its name; left out of the timeline");
+                set_exit_code(kUnreadable);
+                continue;
+            }
+            if (!r.security.empty()) set_exit_code(kSecurity);
+            reports.push_back(std::move(r));
+        } catch (const Error& e) {
+            progress.finish();
+            print_error(naming_file(files[i], e.what()));
+            set_exit_code(kUnreadable);
+        }
+    }
+    progress.finish();
+    if (reports.empty()) return;
+
+    std::optional<analysis::H5Report> h5;
+    if (!flags.h5.empty()) {
+        h5.emplace(flags.h5, BITFSCK_VERSION);
+        for (const auto& r : reports) h5->add_scan(r);
+    }
+    analysis::Timeline timeline;
+    try {
+        timeline = analysis::build_timeline(std::move(reports));
+    } catch (const analysis::TimelineError& e) {
+        print_error(e.what());
+        set_exit_code(kUsage);
+        return;  // h5 is destroyed unclosed: its temporary file goes away
+    }
+    if (h5) {
+        h5->add_timeline(timeline);
+        h5->close();
+    }
+
+    if (flags.json) std::cout << analysis::dump_json(analysis::to_json(timeline, BITFSCK_VERSION)) << "\n";
+    else print_timeline(timeline);
+
+    // The run's state now is what matters for whether it can go on: the last step's verdict.
+    if (timeline.final_verdict == analysis::Verdict::Collapsed) set_exit_code(kCollapsed);
+    else if (timeline.final_verdict == analysis::Verdict::Degraded) set_exit_code(kDegraded);
+}
+
+}  // namespace
+
+void add_timeline_subcommand(CLI::App& app) {
+    auto flags = std::make_shared<TimelineFlags>();
+    auto scan_flags = std::make_shared<ScanFlags>();
+    auto* sub = app.add_subcommand("timeline", "Scan a training run's checkpoints in step order: collapse onset and the last healthy checkpoint");
+    sub->add_option("inputs", flags->inputs, "A folder of checkpoints (*.pt, *.safetensors, *.bin) or checkpoint files")
+        ->required()
+        ->check(CLI::ExistingPath);
+    sub->add_flag("--json", flags->json, "Print the timeline as JSON on stdout (schema: docs/timeline.schema.json)");
+    sub->add_option("--h5", flags->h5, "Also write an HDF5 report: one group per checkpoint and a timeline group");
+    add_scan_flags(*sub, scan_flags);
+    sub->footer(
+        "Steps come from the checkpoint (step, global_step, ...) or else from the last digits of the file name.\n"
+        "Example:\n  bitfsck timeline run/ --h5 run.h5\n  bitfsck timeline --json run/step_*.pt\n"
+        "Exit codes: 0 last step healthy, 2 unreadable file, 3 security findings, 4 last step degraded, 5 last step collapsed.");
+    sub->callback([flags, scan_flags] {
+        // Anything left is about an output (the HDF5 report): say so and exit 2, never abort.
+        try {
+            run_timeline(*flags, *scan_flags);
+        } catch (const Error& e) {
+            print_error(e.what());
+            set_exit_code(kUnreadable);
+        }
+    });
+}
+
+}  // namespace bitfsck::cli
