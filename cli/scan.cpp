@@ -12,6 +12,7 @@
 #include "bitfsck/analysis/report_json.hpp"
 #include "bitfsck/analysis/scan.hpp"
 #include "bitfsck/io/atomic_write.hpp"
+#include "bitfsck/io/checkpoint_files.hpp"
 #include "scan_options.hpp"
 #include "subcommands.hpp"
 #include "table.hpp"
@@ -45,26 +46,6 @@ std::string coloured_verdict(analysis::Verdict v) {
         case analysis::Verdict::Degraded: return yellow(name);
         default: return green(name);
     }
-}
-
-// Files named on the command line, with folders expanded to the checkpoints inside them.
-std::vector<fs::path> expand_inputs(const std::vector<std::string>& inputs) {
-    std::vector<fs::path> files;
-    for (const auto& in : inputs) {
-        if (!fs::is_directory(in)) {
-            files.emplace_back(in);
-            continue;
-        }
-        std::vector<fs::path> found;
-        for (const auto& e : fs::directory_iterator(in)) {
-            auto ext = e.path().extension().string();
-            if (e.is_regular_file() && (ext == ".pt" || ext == ".pth" || ext == ".bin" || ext == ".safetensors" || ext == ".ckpt"))
-                found.push_back(e.path());
-        }
-        std::sort(found.begin(), found.end());
-        files.insert(files.end(), found.begin(), found.end());
-    }
-    return files;
 }
 
 void print_report(const analysis::ScanReport& r, bool show_tensors) {
@@ -110,7 +91,7 @@ int exit_code_for(const analysis::ScanReport& r) {
 }
 
 void run_scan(const ScanCommandFlags& flags, const ScanFlags& scan_flags) {
-    std::vector<fs::path> files = expand_inputs(flags.inputs);
+    std::vector<fs::path> files = io::expand_checkpoint_inputs(flags.inputs);
     if (files.empty()) throw CLI::ValidationError("scan", "no checkpoint files found in the given folders");
     analysis::ScanOptions base = make_scan_options(scan_flags);
     unsigned threads = base.threads ? base.threads : std::max(1u, std::thread::hardware_concurrency());

@@ -18,6 +18,7 @@
 #include "subcommands.hpp"
 #include "table.hpp"
 #include "terminal.hpp"
+#include "bitfsck/io/checkpoint_files.hpp"
 
 namespace bitfsck::cli {
 namespace {
@@ -29,43 +30,6 @@ struct TimelineFlags {
     bool json = false;
     std::string h5;
 };
-
-// Training folders also hold *.bin files that are not checkpoints (token arrays such as
-// train.bin). A folder's .bin file is only taken when it starts like a zip (torch.save), a pickle
-// (legacy torch.save) or a safetensors header; files named explicitly are always tried.
-bool looks_like_checkpoint(const fs::path& file) {
-    std::ifstream in(file, std::ios::binary);
-    unsigned char head[9] = {};
-    if (!in.read(reinterpret_cast<char*>(head), sizeof head)) return false;
-    if (head[0] == 'P' && head[1] == 'K') return true;
-    if (head[0] == 0x80) return true;
-    std::uint64_t header_len = 0;
-    for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | head[i];
-    std::error_code ec;
-    auto size = fs::file_size(file, ec);
-    return !ec && head[8] == '{' && header_len + 8 <= size;
-}
-
-// A folder stands for the checkpoints directly inside it; files are taken as given.
-std::vector<fs::path> checkpoint_files(const std::vector<std::string>& inputs) {
-    std::vector<fs::path> files;
-    for (const auto& in : inputs) {
-        if (!fs::is_directory(in)) {
-            files.emplace_back(in);
-            continue;
-        }
-        std::vector<fs::path> found;
-        for (const auto& e : fs::directory_iterator(in)) {
-            auto ext = e.path().extension().string();
-            if (!e.is_regular_file() || !(ext == ".pt" || ext == ".safetensors" || ext == ".bin")) continue;
-            if (ext == ".bin" && !looks_like_checkpoint(e.path())) continue;
-            found.push_back(e.path());
-        }
-        std::sort(found.begin(), found.end());
-        files.insert(files.end(), found.begin(), found.end());
-    }
-    return files;
-}
 
 // Error messages from io/ already name the file; the others get it prepended.
 std::string naming_file(const fs::path& file, const std::string& what) {
@@ -153,7 +117,7 @@ void print_timeline(const analysis::Timeline& t) {
 }
 
 void run_timeline(const TimelineFlags& flags, const ScanFlags& scan_flags) {
-    std::vector<fs::path> files = checkpoint_files(flags.inputs);
+    std::vector<fs::path> files = io::expand_checkpoint_inputs(flags.inputs);
     if (files.empty()) throw CLI::ValidationError("timeline", "no checkpoint files (*.pt, *.safetensors, *.bin) found");
     analysis::ScanOptions options = make_scan_options(scan_flags);
     if (!flags.h5.empty()) io::ensure_not_an_input(flags.h5, files);

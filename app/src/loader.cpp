@@ -5,26 +5,12 @@
 
 #include "bitfsck/analysis/scan.hpp"
 #include "bitfsck/analysis/timeline.hpp"
+#include "bitfsck/io/checkpoint_files.hpp"
 #include "bitfsck/io/object_tree.hpp"
 
 namespace bitfsck::app {
 
 namespace fs = std::filesystem;
-
-std::vector<fs::path> checkpoint_files_in(const fs::path& folder) {
-    // The extensions the CLI's scan takes for a folder; there is no library function for this yet.
-    static const char* const kExtensions[] = {".pt", ".pth", ".bin", ".safetensors", ".ckpt"};
-    std::vector<fs::path> found;
-    std::error_code ec;
-    for (const auto& e : fs::directory_iterator(folder, ec)) {
-        if (!e.is_regular_file(ec)) continue;
-        const std::string ext = e.path().extension().string();
-        if (std::find(std::begin(kExtensions), std::end(kExtensions), ext) != std::end(kExtensions)) found.push_back(e.path());
-    }
-    if (ec) throw io::FileError(folder.string() + ": " + ec.message());
-    std::sort(found.begin(), found.end());
-    return found;
-}
 
 namespace {
 
@@ -65,7 +51,7 @@ Document load_document(const fs::path& path, JobControl& control) {
     }
 
     doc.is_run = true;
-    const std::vector<fs::path> files = checkpoint_files_in(path);
+    const std::vector<fs::path> files = io::checkpoint_files_in(path);
     if (files.empty()) throw io::FileError(path.string() + ": no checkpoint files (*.pt, *.pth, *.bin, *.safetensors, *.ckpt)");
     std::vector<std::shared_ptr<CheckpointData>> loaded;
     const std::uint64_t total = kUnit * files.size();

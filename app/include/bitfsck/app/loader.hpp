@@ -9,11 +9,6 @@
 
 namespace bitfsck::app {
 
-// The candidate checkpoint files directly inside a run folder, sorted by name. Which ones really
-// are checkpoints is decided by Checkpoint::open (a run folder also holds data files like
-// train.bin; those are skipped with the reason).
-std::vector<std::filesystem::path> checkpoint_files_in(const std::filesystem::path& folder);
-
 // Opens and scans one file (Document with one checkpoint) or every checkpoint of a folder and
 // builds the timeline. Runs on the calling thread; throws bitfsck::Error with a one-line message,
 // analysis::Cancelled when control's cancel flag is set.
