@@ -7,6 +7,7 @@
 #include "bitfsck/io/checkpoint.hpp"
 #include "bitfsck/io/error.hpp"
 #include "bitfsck/io/object_tree.hpp"
+#include "bitfsck/io/packed.hpp"
 #include "subcommands.hpp"
 #include "table.hpp"
 #include "terminal.hpp"
@@ -47,15 +48,19 @@ void print_tensors(const io::Checkpoint& c, bool all) {
     for (const auto& t : c.tensors()) {
         if (t.in_state_dict) {
             params += static_cast<std::uint64_t>(t.numel());
-            bytes += t.nbytes();
+            bytes += t.stored_nbytes();
         } else if (!all) {
             ++others;
             continue;
         }
-        std::uint64_t offset = t.storage_file_offset + static_cast<std::uint64_t>(t.storage_offset) * io::dtype_size(t.dtype);
+        const bool packed = t.encoding != io::TensorEncoding::Plain;
+        std::uint64_t offset = packed ? t.packed.offset
+                                      : t.storage_file_offset + static_cast<std::uint64_t>(t.storage_offset) * io::dtype_size(t.dtype);
         std::string where = (t.record.empty() ? std::string("@") : t.record + " @") + std::to_string(offset);
-        table.add({t.in_state_dict ? t.name : t.path, std::string(io::dtype_name(t.dtype)), shape_text(t.shape),
-                   human_bytes(t.nbytes()), where, t.shared_with.value_or("")});
+        // Packed tensors: the encoding instead of the float view's dtype, and the stored bytes.
+        std::string type = packed ? std::string(io::encoding_name(t.encoding)) : std::string(io::dtype_name(t.dtype));
+        table.add({t.in_state_dict ? t.name : t.path, type, shape_text(t.shape), human_bytes(t.stored_nbytes()), where,
+                   t.shared_with.value_or("")});
         ++shown;
     }
     if (c.state_dict_path())
@@ -64,6 +69,13 @@ void print_tensors(const io::Checkpoint& c, bool all) {
     else
         std::cout << "state dict: none found\n";
     if (shown) std::cout << table.render();
+    for (const auto& t : c.tensors())
+        if (t.encoding != io::TensorEncoding::Plain && t.packed.parts.size() > 1) {
+            std::cout << "  " << t.name << " is packed from:";
+            for (const auto& p : t.packed.parts) std::cout << " " << p;
+            std::cout << "\n";
+        }
+    for (const auto& n : c.notes()) std::cout << "note: " << n << "\n";
     if (others) std::cout << "(" << others << " more tensors outside the state dict, e.g. optimizer state: --all-tensors lists them)\n";
 }
 
@@ -80,7 +92,8 @@ void inspect_one(const std::string& path, const InspectFlags& flags, nlohmann::o
         return;
     }
     std::cout << bold(path) << "  (" << io::format_name(c.format());
-    if (c.format() != io::Format::Safetensors) std::cout << ", pickle protocol " << c.pickle_protocol();
+    if (c.format() == io::Format::TorchZip || c.format() == io::Format::TorchLegacy)
+        std::cout << ", pickle protocol " << c.pickle_protocol();
     std::cout << ", " << human_bytes(c.file().size()) << ")\n\n";
     print_findings(c);
     std::cout << io::render_tree(io::object_tree(c, limits)) << "\n";
@@ -92,7 +105,7 @@ void inspect_one(const std::string& path, const InspectFlags& flags, nlohmann::o
 void add_inspect_subcommand(CLI::App& app) {
     auto flags = std::make_shared<InspectFlags>();
     auto* sub = app.add_subcommand("inspect", "Show a checkpoint's object tree, tensors and security findings (never runs the pickle)");
-    sub->add_option("files", flags->files, "Checkpoint files (.pt, .pth, .bin, .safetensors)")->required()->check(CLI::ExistingPath);
+    sub->add_option("files", flags->files, "Checkpoint files (.pt, .pth, .bin, .safetensors, .gguf, .bit2)")->required()->check(CLI::ExistingPath);
     sub->add_flag("--json", flags->json, "Print JSON (an array, one object per file) instead of text");
     sub->add_option("--trust", flags->trusted, "A module.Class you trust (e.g. your config dataclass): not reported as a finding");
     sub->add_option("--depth", flags->depth, "Levels of the object tree to show")->capture_default_str();

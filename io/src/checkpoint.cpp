@@ -10,6 +10,8 @@
 #include "bitfsck/io/error.hpp"
 #include "bitfsck/io/zip_archive.hpp"
 #include "checkpoint_builder.hpp"
+#include "bit2_reader.hpp"
+#include "gguf_reader.hpp"
 #include "safetensors_reader.hpp"
 
 namespace bitfsck::io {
@@ -19,6 +21,8 @@ std::string_view format_name(Format f) {
         case Format::TorchZip: return "torch_zip";
         case Format::TorchLegacy: return "torch_legacy";
         case Format::Safetensors: return "safetensors";
+        case Format::Gguf: return "gguf";
+        case Format::Bit2: return "bit2";
     }
     return "unknown";
 }
@@ -160,12 +164,21 @@ Checkpoint Checkpoint::open(const std::filesystem::path& path, const OpenOptions
         b.format = Format::Safetensors;
         read_safetensors(b);
     } else if (starts_with(file, "GGUF")) {
-        throw FormatError(name, "GGUF files are not readable by this version of bitfsck");
+        b.format = Format::Gguf;
+        read_gguf(b);
+    } else if (looks_like_bit2(file)) {
+        b.format = Format::Bit2;
+        read_bit2(b);
+    } else if (path.extension() == ".bit2") {
+        // Another tool's .bit2: say so, with what can be seen, rather than guess at a layout.
+        throw FormatError(name, describe_foreign_bit2(file));
     } else if (file.size() > 262 && std::memcmp(file.data() + 257, "ustar", 5) == 0) {
         throw FormatError(name, "a tar archive (PyTorch < 0.4 checkpoint format), which is not supported");
     } else {
         throw FormatError(name, "not a PyTorch checkpoint or safetensors file (starts with " + hex_prefix(file) + ")");
     }
+    if (b.format == Format::TorchZip || b.format == Format::TorchLegacy || b.format == Format::Safetensors)
+        detect_packed_tensors(b);
     return b.finish();
 }
 

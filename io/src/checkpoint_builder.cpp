@@ -217,6 +217,7 @@ void CheckpointBuilder::collect_tensors() {
 void CheckpointBuilder::validate_and_link() {
     std::unordered_map<std::string, std::string> first_user;
     for (auto& t : tensors) {
+        if (t.encoding != TensorEncoding::Plain) continue;  // packed readers validate their own
         TensorData check(*file, t);  // throws FormatError when the storage is too short
         auto [it, inserted] = first_user.emplace(t.storage_key, t.name);
         if (!inserted) t.shared_with = it->second;
@@ -231,6 +232,7 @@ Checkpoint CheckpointBuilder::finish() {
     c.state_dict_path_ = state_dict_path;
     c.tensors_ = std::move(tensors);
     c.metadata_ = std::move(metadata);
+    c.notes_ = std::move(notes);
     return c;
 }
 

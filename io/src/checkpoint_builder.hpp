@@ -27,6 +27,7 @@ struct CheckpointBuilder {
     std::optional<std::string> state_dict_path;
     std::vector<TensorEntry> tensors;
     std::vector<std::pair<std::string, std::string>> metadata;
+    std::vector<std::string> notes;
 
     void for_each_storage(const std::function<void(const Value&)>& visit) const;
     // Finds the state dict, names every tensor of the tree, locates and validates its bytes.
@@ -35,5 +36,9 @@ struct CheckpointBuilder {
     void validate_and_link();
     Checkpoint finish();
 };
+
+// After a torch or safetensors checkpoint is read: folds i2s triplets, Hugging Face packed
+// pairs and the `__metadata__` shape table into logical packed entries (packed_detect.cpp).
+void detect_packed_tensors(CheckpointBuilder& b);
 
 }  // namespace bitfsck::io

@@ -198,7 +198,7 @@ nlohmann::ordered_json inspect_json(const Checkpoint& c, const TreeLimits& limit
     j["file"] = c.path().string();
     j["file_size"] = c.file().size();
     j["format"] = std::string(format_name(c.format()));
-    if (c.format() != Format::Safetensors) j["pickle_protocol"] = c.pickle_protocol();
+    if (c.format() == Format::TorchZip || c.format() == Format::TorchLegacy) j["pickle_protocol"] = c.pickle_protocol();
     j["state_dict_path"] = c.state_dict_path() ? nlohmann::ordered_json(*c.state_dict_path()) : nlohmann::ordered_json();
     auto step = c.step();
     j["step"] = step ? nlohmann::ordered_json(*step) : nlohmann::ordered_json();
@@ -210,6 +210,7 @@ nlohmann::ordered_json inspect_json(const Checkpoint& c, const TreeLimits& limit
         j["metadata"] = nlohmann::ordered_json::object();
         for (const auto& [k, v] : c.metadata()) j["metadata"][k] = v;
     }
+    if (!c.notes().empty()) j["notes"] = c.notes();
     j["tree"] = node_json(object_tree(c, limits));
     j["tensors"] = nlohmann::ordered_json::array();
     for (const auto& t : c.tensors()) {
@@ -225,7 +226,20 @@ nlohmann::ordered_json inspect_json(const Checkpoint& c, const TreeLimits& limit
         tj["bytes"] = t.nbytes();
         tj["storage_key"] = t.storage_key;
         if (!t.record.empty()) tj["record"] = t.record;
-        tj["file_offset"] = t.storage_file_offset + static_cast<std::uint64_t>(t.storage_offset) * dtype_size(t.dtype);
+        tj["file_offset"] = t.encoding != TensorEncoding::Plain
+                                ? t.packed.offset
+                                : t.storage_file_offset + static_cast<std::uint64_t>(t.storage_offset) * dtype_size(t.dtype);
+        if (t.encoding != TensorEncoding::Plain) {
+            nlohmann::ordered_json p;
+            p["encoding"] = std::string(encoding_name(t.encoding));
+            p["stored_bytes"] = t.packed.nbytes;
+            p["parts"] = t.packed.parts;
+            if (!t.packed.scales.empty()) p["scales"] = t.packed.scales.size() == 1 ? nlohmann::ordered_json(t.packed.scales[0])
+                                                                                   : nlohmann::ordered_json(t.packed.scales.size());
+            p["reciprocal_scale"] = t.packed.reciprocal_scale;
+            if (!t.packed.note.empty()) p["note"] = t.packed.note;
+            tj["packed"] = std::move(p);
+        }
         tj["shared_with"] = t.shared_with ? nlohmann::ordered_json(*t.shared_with) : nlohmann::ordered_json();
         tj["requires_grad"] = t.requires_grad;
         tj["is_parameter"] = t.is_parameter;

@@ -49,7 +49,11 @@ void read_safetensors(CheckpointBuilder& b) {
     for (auto it = header.begin(); it != header.end(); ++it) {
         const std::string& key = it.key();
         const auto& info = it.value();
-        if (key == "__metadata__") {
+        // Some i2s exporters store a JSON shape table as a uint8 *tensor* named __metadata__;
+        // standard loaders refuse that, we read it as a tensor and packed_detect decodes it.
+        const bool metadata_tensor = key == "__metadata__" && info.is_object() && info.contains("dtype") &&
+                                     info.contains("data_offsets") && info.contains("shape");
+        if (key == "__metadata__" && !metadata_tensor) {
             if (!info.is_object()) throw FormatError(name, "__metadata__ is not an object");
             for (auto m = info.begin(); m != info.end(); ++m)
                 b.metadata.emplace_back(m.key(), m.value().is_string() ? m.value().get<std::string>() : m.value().dump());

@@ -11,6 +11,7 @@
 
 #include "bitfsck/io/error.hpp"
 #include "bitfsck/io/mapped_file.hpp"
+#include "bitfsck/io/packed.hpp"
 
 namespace bitfsck::io {
 
@@ -225,6 +226,10 @@ std::uint64_t TensorEntry::nbytes() const {
     return static_cast<std::uint64_t>(bytes);
 }
 
+std::uint64_t TensorEntry::stored_nbytes() const {
+    return encoding == TensorEncoding::Plain ? nbytes() : packed.nbytes;
+}
+
 bool TensorEntry::is_contiguous() const {
     // An empty stride list stands for the row-major layout (what safetensors implies).
     if (stride.empty()) return true;
@@ -250,6 +255,10 @@ TensorData::TensorData(const MappedFile& file, const TensorEntry& entry)
       storage_offset_(entry.storage_offset) {
     const std::string where = file.display_name();
     const std::string tensor = "tensor '" + entry.name + "'";
+    if (entry.encoding != TensorEncoding::Plain) {
+        init_packed(file, entry);
+        return;
+    }
     if (stride_.empty()) stride_ = row_major_strides(shape_);
     if (stride_.size() != shape_.size())
         throw FormatError(where, tensor + " has " + std::to_string(shape_.size()) + " dimensions but " +
@@ -366,14 +375,110 @@ void check_range(std::int64_t first, std::int64_t count, std::int64_t numel, con
 
 }  // namespace
 
+void TensorData::init_packed(const MappedFile& file, const TensorEntry& entry) {
+    const std::string where = file.display_name() + ": tensor '" + entry.name + "'";
+    encoding_ = entry.encoding;
+    name_ = where;
+    stride_ = row_major_strides(shape_);
+    auto n = checked_numel(shape_);
+    if (!n) throw FormatError(where, "invalid shape " + shape_text(shape_));
+    numel_ = *n;
+    if (encoding_ == TensorEncoding::Opaque)
+        throw FormatError(where, "cannot be decoded: " + (entry.packed.note.empty() ? std::string("unsupported encoding") : entry.packed.note));
+    // Sizes must match the shape exactly: a packed tensor has no strides to explain a surplus.
+    const std::uint64_t expected = packed_size(encoding_, shape_, entry.packed.packed_rows, where);
+    if (entry.packed.nbytes != expected)
+        throw FormatError(where, "holds " + std::to_string(entry.packed.nbytes) + " packed bytes but its shape " +
+                                     shape_text(shape_) + " needs " + std::to_string(expected) + " as " +
+                                     std::string(encoding_name(encoding_)));
+    base_ = file.bytes(entry.packed.offset, entry.packed.nbytes, "packed tensor data").data();
+    span_begin_ = entry.packed.offset;
+    span_bytes_ = entry.packed.nbytes;
+    packed_nbytes_ = entry.packed.nbytes;
+    packed_rows_ = entry.packed.packed_rows;
+    scales_ = entry.packed.scales;
+    scale_group_ = entry.packed.scale_group;
+    reciprocal_ = entry.packed.reciprocal_scale;
+    if (!encoding_has_block_scales(encoding_)) {
+        if (scale_group_ <= 0 || scales_.empty() ||
+            static_cast<std::int64_t>(scales_.size()) != (numel_ + scale_group_ - 1) / scale_group_)
+            if (!(numel_ == 0 && !scales_.empty()))
+                throw FormatError(where, "has " + std::to_string(scales_.size()) + " scales for " + std::to_string(numel_) +
+                                             " elements in groups of " + std::to_string(scale_group_));
+        if (reciprocal_)
+            for (float& s : scales_) s = 1.0f / s;  // value = code / stored, as the HF forward pass divides
+    }
+}
+
+namespace {
+
+PackedSource packed_source(const std::byte* base, std::uint64_t nbytes, TensorEncoding e, std::int64_t numel,
+                           std::int64_t cols, std::int64_t packed_rows, const std::string& where) {
+    PackedSource s;
+    s.encoding = e;
+    s.data = base;
+    s.nbytes = nbytes;
+    s.numel = numel;
+    s.cols = std::max<std::int64_t>(cols, 1);
+    s.packed_rows = packed_rows;
+    s.where = where;
+    return s;
+}
+
+}  // namespace
+
+template <typename Out>
+void TensorData::read_packed(std::int64_t first, std::int64_t count, Out* out) const {
+    const PackedSource src = packed_source(base_, packed_nbytes_, encoding_, numel_, cols(), packed_rows_, name_);
+    constexpr std::int64_t kChunk = 4096;
+    std::int8_t codes[kChunk];
+    float scales[kChunk];
+    while (count > 0) {
+        const std::int64_t n = std::min(count, kChunk);
+        decode_codes(src, first, n, codes);
+        read_scales(first, n, scales);
+        for (std::int64_t i = 0; i < n; ++i) out[i] = static_cast<Out>(static_cast<float>(codes[i]) * scales[i]);
+        out += n;
+        first += n;
+        count -= n;
+    }
+}
+
+void TensorData::read_codes(std::int64_t first, std::int64_t count, std::int8_t* out) const {
+    check_range(first, count, numel_, file_);
+    if (!is_ternary())
+        throw FormatError(name_of(file_), (name_.empty() ? std::string("tensor") : name_) + " is not ternary-encoded (" +
+                                              std::string(encoding_name(encoding_)) + ")");
+    if (count > 0)
+        decode_codes(packed_source(base_, packed_nbytes_, encoding_, numel_, cols(), packed_rows_, name_), first, count, out);
+}
+
+void TensorData::check_codes() const {
+    if (encoding_ == TensorEncoding::Plain) return;
+    io::check_codes(packed_source(base_, packed_nbytes_, encoding_, numel_, cols(), packed_rows_, name_));
+}
+
+void TensorData::read_scales(std::int64_t first, std::int64_t count, float* out) const {
+    check_range(first, count, numel_, file_);
+    if (encoding_ == TensorEncoding::Plain) throw FormatError(name_of(file_), "a plain tensor has no scales");
+    if (encoding_has_block_scales(encoding_)) {
+        const PackedSource src = packed_source(base_, packed_nbytes_, encoding_, numel_, cols(), packed_rows_, name_);
+        for (std::int64_t i = 0; i < count; ++i) out[i] = block_scale(src, first + i);
+        return;
+    }
+    for (std::int64_t i = 0; i < count; ++i) out[i] = scales_[static_cast<std::size_t>((first + i) / scale_group_)];
+}
+
 void TensorData::read(std::int64_t first, std::int64_t count, double* out) const {
     check_range(first, count, numel_, file_);
+    if (encoding_ != TensorEncoding::Plain) return read_packed(first, count, out);
     if (count > 0)
         read_elements(Layout{base_, dtype_, shape_, stride_, storage_offset_, contiguous_}, first, count, out, file_);
 }
 
 void TensorData::read(std::int64_t first, std::int64_t count, float* out) const {
     check_range(first, count, numel_, file_);
+    if (encoding_ != TensorEncoding::Plain) return read_packed(first, count, out);
     if (count > 0)
         read_elements(Layout{base_, dtype_, shape_, stride_, storage_offset_, contiguous_}, first, count, out, file_);
 }

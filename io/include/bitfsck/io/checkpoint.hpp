@@ -16,6 +16,8 @@ enum class Format : std::uint8_t {
     TorchZip,      // torch.save since 1.6 (a zip of data.pkl + data/<key> records)
     TorchLegacy,   // _use_new_zipfile_serialization=False: magic, pickles, raw storages
     Safetensors,
+    Gguf,          // llama.cpp / ggml GGUF v2 and v3
+    Bit2,          // bitfsck's own packed container (docs/bit2-format.md)
 };
 std::string_view format_name(Format f);
 
@@ -53,7 +55,11 @@ public:
     const TensorEntry* find_tensor(std::string_view name) const;
     TensorData data(const TensorEntry& t) const { return TensorData(*file_, t); }
 
-    // safetensors' "__metadata__" (string map), empty otherwise.
+    // What the readers recognised beyond the plain layout (packed ternary groups, the scale
+    // convention of Hugging Face packed weights and how sure that verdict is, GGUF type ids).
+    const std::vector<std::string>& notes() const { return notes_; }
+
+    // safetensors' "__metadata__" (string map), GGUF's key/values (as text), empty otherwise.
     const std::vector<std::pair<std::string, std::string>>& metadata() const { return metadata_; }
 
     // A training step recorded in the file ("step", "global_step", "iteration", ... at the top level).
@@ -69,6 +75,7 @@ private:
     std::optional<std::string> state_dict_path_;
     std::vector<TensorEntry> tensors_;
     std::vector<std::pair<std::string, std::string>> metadata_;
+    std::vector<std::string> notes_;
 };
 
 }  // namespace bitfsck::io

@@ -12,6 +12,40 @@ namespace bitfsck::io {
 
 class MappedFile;
 
+// How a tensor's bytes encode its values. Plain: `dtype` elements walked by shape/stride/offset.
+// The others are packed layouts decoded to code × scale (see docs/formats.md for each layout);
+// their TensorEntry has dtype F32 (the float view) and the bytes described by `packed`.
+enum class TensorEncoding : std::uint8_t {
+    Plain,
+    I2S,          // Distillix .pt export: 4 codes per byte, first element in the top bits, code = w+1
+    HFPacked,     // Hugging Face BitNet: row block i of R = ceil(out/4) rows in bits 2i..2i+1
+    TQ1_0,        // ggml: 256-element blocks, 5 trits per byte (base 3), fp16 scale at the end
+    TQ2_0,        // ggml: 256-element blocks, 2 bits per code, fp16 scale at the end
+    I2S_GGUF,     // bitnet.cpp I2_S: 128-element blocks of 32 bytes, one float scale after the codes
+    Q8_0,         // ggml: 32-element blocks, fp16 scale then 32 int8 (not ternary)
+    Bit2Sign,     // .bit2: 1-bit sign plane, value = ±alpha
+    Bit2Ternary,  // .bit2: 2-bit codes as I2S
+    Opaque,       // bytes located but not decodable (an unsupported or ambiguous ggml type)
+};
+std::string_view encoding_name(TensorEncoding e);
+// Encodings whose values are code × scale with codes in {-1, 0, +1}.
+bool encoding_is_ternary(TensorEncoding e);
+
+// Where and how a packed tensor's bytes are laid out.
+struct PackedLayout {
+    std::uint64_t offset = 0;          // absolute file offset of the packed bytes
+    std::uint64_t nbytes = 0;          // exactly what the logical shape needs
+    // Scales outside the packed bytes (GGUF block types keep theirs inside the blocks: empty).
+    // Element i uses scales[i / scale_group]: one per tensor (group = numel) or per output
+    // channel (group = the product of the other dimensions).
+    std::vector<float> scales;
+    std::int64_t scale_group = 0;
+    bool reciprocal_scale = false;     // value = code / scale (HF weight_scale holding 1/absmean)
+    std::int64_t packed_rows = 0;      // HFPacked: R, the rows of the stored uint8 matrix
+    std::vector<std::string> parts;    // the stored tensors folded into this one, by name
+    std::string note;                  // what is known about an Opaque tensor, or the scale convention
+};
+
 // One tensor of a checkpoint: where its bytes live and how to walk them. Built by the readers,
 // already validated (the storage holds every element the shape and strides reach).
 struct TensorEntry {
@@ -29,9 +63,12 @@ struct TensorEntry {
     std::optional<std::string> shared_with;  // name of the first tensor that uses the same storage
     bool requires_grad = false;
     bool is_parameter = false;
+    TensorEncoding encoding = TensorEncoding::Plain;
+    PackedLayout packed;               // meaningful when encoding != Plain
 
     std::int64_t numel() const;
-    std::uint64_t nbytes() const;        // numel * element size
+    std::uint64_t nbytes() const;        // numel * element size (the float view for packed tensors)
+    std::uint64_t stored_nbytes() const; // bytes in the file: nbytes(), or the packed bytes
     bool is_contiguous() const;          // row-major with no gaps
 };
 
@@ -53,6 +90,16 @@ public:
     void read(std::int64_t first, std::int64_t count, double* out) const;
     void read(std::int64_t first, std::int64_t count, float* out) const;
 
+    TensorEncoding encoding() const { return encoding_; }
+    bool is_ternary() const { return encoding_is_ternary(encoding_); }
+    // Ternary codes (-1, 0, +1) of elements [first, first+count); FormatError for a tensor that is
+    // not ternary-encoded, and for an impossible code (its element and byte are named).
+    void read_codes(std::int64_t first, std::int64_t count, std::int8_t* out) const;
+    // The scale multiplying each element's code (already inverted for reciprocal scales).
+    void read_scales(std::int64_t first, std::int64_t count, float* out) const;
+    // Checks every code of a packed tensor (no-op for plain ones); FormatError at the first bad one.
+    void check_codes() const;
+
     // Drop the pages of this tensor from resident memory (no-op for in-memory data).
     void release() const;
 
@@ -65,6 +112,18 @@ private:
     std::int64_t storage_offset_ = 0;
     std::int64_t numel_ = 0;
     bool contiguous_ = true;
+    // Packed encodings only.
+    TensorEncoding encoding_ = TensorEncoding::Plain;
+    std::string name_;
+    std::uint64_t packed_nbytes_ = 0;
+    std::vector<float> scales_;
+    std::int64_t scale_group_ = 0;
+    bool reciprocal_ = false;
+    std::int64_t packed_rows_ = 0;
+
+    void init_packed(const MappedFile& file, const TensorEntry& entry);
+    template <typename Out>
+    void read_packed(std::int64_t first, std::int64_t count, Out* out) const;
 };
 
 // Half and bfloat16 conversions used by readers and writers.

@@ -1,0 +1,315 @@
+// GGUF v2/v3 (ggml's gguf.md): "GGUF", u32 version, u64 tensor count, u64 key/value count, the
+// key/values, the tensor infos (name, n_dims, dims innermost-first, ggml type, offset), padding to
+// general.alignment (default 32), then the tensor data. Every count and length is bounded by the
+// file size before anything is allocated.
+#include "gguf_reader.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+
+#include "bitfsck/io/error.hpp"
+#include "bitfsck/io/gguf.hpp"
+#include "bitfsck/io/packed.hpp"
+#include "checkpoint_builder.hpp"
+
+namespace bitfsck::io {
+
+std::string ggml_type_name(std::uint32_t type) {
+    static const std::map<std::uint32_t, const char*> names = {
+        {0, "F32"}, {1, "F16"}, {2, "Q4_0"}, {3, "Q4_1"}, {6, "Q5_0"}, {7, "Q5_1"}, {8, "Q8_0"}, {9, "Q8_1"},
+        {10, "Q2_K"}, {11, "Q3_K"}, {12, "Q4_K"}, {13, "Q5_K"}, {14, "Q6_K"}, {15, "Q8_K"}, {16, "IQ2_XXS"},
+        {17, "IQ2_XS"}, {18, "IQ3_XXS"}, {19, "IQ1_S"}, {20, "IQ4_NL"}, {21, "IQ3_S"}, {22, "IQ2_S"}, {23, "IQ4_XS"},
+        {24, "I8"}, {25, "I16"}, {26, "I32"}, {27, "I64"}, {28, "F64"}, {29, "IQ1_M"}, {30, "BF16"},
+        {34, "TQ1_0"}, {35, "TQ2_0"}, {36, "I2_S/IQ4_NL_4_4"}, {39, "MXFP4"},
+    };
+    auto it = names.find(type);
+    return it == names.end() ? "type " + std::to_string(type) : it->second;
+}
+
+namespace {
+
+constexpr int kMaxArrayDepth = 8;
+constexpr std::uint32_t kMaxDims = 8;
+
+class Cursor {
+public:
+    Cursor(const MappedFile& f) : f_(f) {}
+    std::uint64_t pos = 0;
+    template <typename T>
+    T get(const char* what) {
+        T v;
+        std::memcpy(&v, f_.bytes(pos, sizeof v, what).data(), sizeof v);
+        pos += sizeof v;
+        return v;
+    }
+    std::string str(const char* what) {
+        auto n = get<std::uint64_t>(what);
+        if (n > f_.size() - std::min(pos, f_.size()))
+            throw FormatError(f_.display_name(), std::string(what) + " claims " + std::to_string(n) + " bytes, past the end of the file");
+        auto b = f_.bytes(pos, n, what);
+        pos += n;
+        return std::string(reinterpret_cast<const char*>(b.data()), b.size());
+    }
+    void skip(std::uint64_t n, const char* what) {
+        f_.bytes(pos, n, what);
+        pos += n;
+    }
+
+private:
+    const MappedFile& f_;
+};
+
+std::size_t scalar_size(std::uint32_t t) {
+    switch (static_cast<GgufValueType>(t)) {
+        case GgufValueType::U8: case GgufValueType::I8: case GgufValueType::Bool: return 1;
+        case GgufValueType::U16: case GgufValueType::I16: return 2;
+        case GgufValueType::U32: case GgufValueType::I32: case GgufValueType::F32: return 4;
+        case GgufValueType::U64: case GgufValueType::I64: case GgufValueType::F64: return 8;
+        default: return 0;
+    }
+}
+
+const char* value_type_name(std::uint32_t t) {
+    static const char* n[] = {"u8", "i8", "u16", "i16", "u32", "i32", "f32", "bool", "string", "array", "u64", "i64", "f64"};
+    return t < 13 ? n[t] : "?";
+}
+
+std::string scalar_text(Cursor& c, std::uint32_t t, const std::string& where) {
+    switch (static_cast<GgufValueType>(t)) {
+        case GgufValueType::U8: return std::to_string(c.get<std::uint8_t>("value"));
+        case GgufValueType::I8: return std::to_string(c.get<std::int8_t>("value"));
+        case GgufValueType::U16: return std::to_string(c.get<std::uint16_t>("value"));
+        case GgufValueType::I16: return std::to_string(c.get<std::int16_t>("value"));
+        case GgufValueType::U32: return std::to_string(c.get<std::uint32_t>("value"));
+        case GgufValueType::I32: return std::to_string(c.get<std::int32_t>("value"));
+        case GgufValueType::U64: return std::to_string(c.get<std::uint64_t>("value"));
+        case GgufValueType::I64: return std::to_string(c.get<std::int64_t>("value"));
+        case GgufValueType::F32: {
+            char b[32];
+            std::snprintf(b, sizeof b, "%.9g", c.get<float>("value"));
+            return b;
+        }
+        case GgufValueType::F64: {
+            char b[32];
+            std::snprintf(b, sizeof b, "%.17g", c.get<double>("value"));
+            return b;
+        }
+        case GgufValueType::Bool: {
+            auto v = c.get<std::uint8_t>("value");
+            if (v > 1) throw FormatError(where, "bool value " + std::to_string(v));
+            return v ? "true" : "false";
+        }
+        case GgufValueType::String: return c.str("string value");
+        default: break;
+    }
+    throw FormatError(where, "unknown value type " + std::to_string(t));
+}
+
+// The value as text (arrays: up to 8 items then the count) and, for u32/u64 scalars, its number.
+std::string value_text(Cursor& c, std::uint32_t t, const std::string& where, int depth, const MappedFile& f) {
+    if (t != static_cast<std::uint32_t>(GgufValueType::Array)) return scalar_text(c, t, where);
+    if (depth > kMaxArrayDepth) throw FormatError(where, "arrays nested deeper than " + std::to_string(kMaxArrayDepth));
+    const auto et = c.get<std::uint32_t>("array type");
+    const auto n = c.get<std::uint64_t>("array length");
+    if (et > 12) throw FormatError(where, "array of unknown value type " + std::to_string(et));
+    // Every element takes at least one byte (strings: 8), so a count past the file is a lie.
+    if (n > f.size()) throw FormatError(where, "array claims " + std::to_string(n) + " elements, more than the file holds");
+    std::string out = "[";
+    const std::uint64_t shown = std::min<std::uint64_t>(n, 8);
+    for (std::uint64_t i = 0; i < n; ++i) {
+        if (i < shown) {
+            std::string v = value_text(c, et, where, depth + 1, f);
+            if (et == static_cast<std::uint32_t>(GgufValueType::String)) v = "'" + v.substr(0, 40) + "'";
+            out += (i ? ", " : "") + v;
+        } else if (const std::size_t sz = scalar_size(et)) {
+            c.skip((n - i) * sz, "array data");
+            break;
+        } else {
+            value_text(c, et, where, depth + 1, f);
+        }
+    }
+    if (n > shown) out += ", … (" + std::to_string(n) + " " + value_type_name(et) + ")";
+    return out + "]";
+}
+
+DType plain_dtype(std::uint32_t t, bool& ok) {
+    ok = true;
+    switch (static_cast<GgmlType>(t)) {
+        case GgmlType::F32: return DType::F32;
+        case GgmlType::F16: return DType::F16;
+        case GgmlType::BF16: return DType::BF16;
+        case GgmlType::F64: return DType::F64;
+        case GgmlType::I8: return DType::I8;
+        case GgmlType::I16: return DType::I16;
+        case GgmlType::I32: return DType::I32;
+        case GgmlType::I64: return DType::I64;
+        default: ok = false; return DType::U8;
+    }
+}
+
+struct Info {
+    std::string name;
+    std::vector<std::int64_t> shape;  // PyTorch order
+    std::uint32_t type = 0;
+    std::uint64_t offset = 0;         // relative to the data section
+};
+
+}  // namespace
+
+void read_gguf(CheckpointBuilder& b) {
+    const MappedFile& file = *b.file;
+    const std::string fname = file.display_name();
+    Cursor c(file);
+    c.skip(4, "GGUF magic");
+    const auto version = c.get<std::uint32_t>("GGUF version");
+    if (version == 1) throw FormatError(fname, "GGUF version 1 (2023, 32-bit counts) is not supported; only v2 and v3");
+    if (version != 2 && version != 3)
+        throw FormatError(fname, "GGUF version " + std::to_string(version) + " is not supported (v2 and v3 are)");
+    const auto n_tensors = c.get<std::uint64_t>("tensor count");
+    const auto n_kv = c.get<std::uint64_t>("key/value count");
+    // A key/value takes at least 12 bytes, a tensor info at least 24.
+    if (n_kv > file.size() / 12 || n_tensors > file.size() / 24)
+        throw FormatError(fname, "GGUF header claims " + std::to_string(n_kv) + " key/values and " + std::to_string(n_tensors) +
+                                     " tensors, more than the file can hold");
+
+    std::uint64_t alignment = 32;
+    std::string architecture;
+    for (std::uint64_t i = 0; i < n_kv; ++i) {
+        std::string key = c.str("metadata key");
+        const auto t = c.get<std::uint32_t>("metadata value type");
+        const std::string where = fname + ": metadata '" + key + "'";
+        const std::uint64_t at = c.pos;
+        std::string text = value_text(c, t, where, 0, file);
+        if (key == "general.alignment") {
+            if (t != static_cast<std::uint32_t>(GgufValueType::U32))
+                throw FormatError(where, "must be a u32, is " + std::string(value_type_name(t)));
+            std::uint32_t a;
+            std::memcpy(&a, file.data() + at, 4);
+            if (a == 0 || (a & (a - 1)) != 0) throw FormatError(where, "alignment " + std::to_string(a) + " is not a power of two");
+            alignment = a;
+        }
+        if (key == "general.architecture") architecture = text;
+        b.metadata.emplace_back(std::move(key), std::move(text));
+    }
+
+    std::vector<Info> infos;
+    infos.reserve(static_cast<std::size_t>(n_tensors));
+    for (std::uint64_t i = 0; i < n_tensors; ++i) {
+        Info info;
+        info.name = c.str("tensor name");
+        const std::string where = fname + ": tensor '" + info.name + "'";
+        const auto nd = c.get<std::uint32_t>("tensor dimension count");
+        if (nd > kMaxDims) throw FormatError(where, "has " + std::to_string(nd) + " dimensions");
+        std::int64_t numel = 1;
+        for (std::uint32_t d = 0; d < nd; ++d) {
+            const auto dim = c.get<std::uint64_t>("tensor dimension");
+            if (dim > (std::uint64_t(1) << 62) || __builtin_mul_overflow(numel, static_cast<std::int64_t>(dim), &numel))
+                throw FormatError(where, "has an absurd dimension " + std::to_string(dim));
+            info.shape.insert(info.shape.begin(), static_cast<std::int64_t>(dim));  // innermost-first → PyTorch
+        }
+        info.type = c.get<std::uint32_t>("tensor type");
+        info.offset = c.get<std::uint64_t>("tensor offset");
+        if (info.offset % alignment != 0)
+            throw FormatError(where, "offset " + std::to_string(info.offset) + " is not a multiple of the alignment " +
+                                         std::to_string(alignment));
+        infos.push_back(std::move(info));
+    }
+    const std::uint64_t data_start = (c.pos + alignment - 1) / alignment * alignment;
+    if (data_start > file.size() && n_tensors > 0) throw FormatError(fname, "truncated: the tensor data section is missing");
+    const std::uint64_t data_size = file.size() > data_start ? file.size() - data_start : 0;
+
+    // Room each tensor has up to the next tensor (or the end): what tells I2_S from IQ4_NL_4_4.
+    std::vector<std::uint64_t> starts;
+    for (const auto& info : infos) starts.push_back(info.offset);
+    std::sort(starts.begin(), starts.end());
+    auto room = [&](std::uint64_t off) {
+        auto it = std::upper_bound(starts.begin(), starts.end(), off);
+        const std::uint64_t end = it == starts.end() ? data_size : *it;
+        return end >= off ? end - off : 0;
+    };
+    const bool bitnet_arch = architecture.find("bitnet") != std::string::npos;
+    std::size_t i2s = 0, ambiguous = 0;
+
+    for (const auto& info : infos) {
+        const std::string where = fname + ": tensor '" + info.name + "'";
+        TensorEntry e;
+        e.name = info.name;
+        e.path = info.name;
+        e.in_state_dict = true;
+        e.shape = info.shape;
+        e.storage_key = info.name;
+        e.storage_file_offset = data_start + info.offset;
+        bool plain;
+        const DType dt = plain_dtype(info.type, plain);
+        const std::int64_t numel = e.numel();
+        if (plain) {
+            e.dtype = dt;
+            e.storage_nbytes = e.nbytes();
+            if (info.offset > data_size || e.storage_nbytes > data_size - info.offset)
+                throw FormatError(where, "its " + std::to_string(e.storage_nbytes) + " bytes at data offset " +
+                                             std::to_string(info.offset) + " run past the end of the file");
+            TensorData check(file, e);
+            b.tensors.push_back(std::move(e));
+            continue;
+        }
+        e.dtype = DType::F32;
+        e.packed.offset = data_start + info.offset;
+        e.packed.parts = {info.name};
+        switch (static_cast<GgmlType>(info.type)) {
+            case GgmlType::TQ1_0: e.encoding = TensorEncoding::TQ1_0; break;
+            case GgmlType::TQ2_0: e.encoding = TensorEncoding::TQ2_0; break;
+            case GgmlType::Q8_0: e.encoding = TensorEncoding::Q8_0; break;
+            case GgmlType::I2_S: {
+                const std::uint64_t r = room(info.offset);
+                const std::uint64_t i2s_size = static_cast<std::uint64_t>(numel / 4 + kI2sGgufTail);
+                const std::uint64_t iq4_size = static_cast<std::uint64_t>(numel / 32 * 18);
+                const bool fits_i2s = numel % kI2sGgufBlock == 0 && r >= i2s_size && r < i2s_size + alignment;
+                const bool fits_iq4 = numel % 32 == 0 && r >= iq4_size && r < iq4_size + alignment;
+                if (fits_i2s && (!fits_iq4 || bitnet_arch)) {
+                    e.encoding = TensorEncoding::I2S_GGUF;
+                    e.packed.note = std::string("type 36 read as bitnet.cpp I2_S (") +
+                                    (fits_iq4 ? "size fits both it and IQ4_NL_4_4; architecture '" + architecture + "' decides"
+                                              : "only its size fits") + ")";
+                    ++i2s;
+                } else {
+                    e.encoding = TensorEncoding::Opaque;
+                    e.dtype = DType::U8;
+                    e.packed.nbytes = std::min(r, fits_iq4 ? iq4_size : r);
+                    e.packed.note = fits_iq4 ? (fits_i2s ? "type 36 is ambiguous: I2_S (bitnet.cpp) and IQ4_NL_4_4 (upstream ggml) both fit its " +
+                                                               std::to_string(r) + " bytes and the architecture does not say"
+                                                         : std::string("type 36 with IQ4_NL_4_4's size: upstream ggml's interleaved 4-bit type, not decoded"))
+                                             : "type 36 is ambiguous: its " + std::to_string(r) + " bytes fit neither I2_S (" +
+                                                   std::to_string(i2s_size) + ") nor IQ4_NL_4_4 (" + std::to_string(iq4_size) + ")";
+                    ++ambiguous;
+                    b.notes.push_back(info.name + ": " + e.packed.note);
+                    b.tensors.push_back(std::move(e));
+                    continue;
+                }
+                break;
+            }
+            default:
+                e.encoding = TensorEncoding::Opaque;
+                e.dtype = DType::U8;
+                e.packed.note = "ggml type " + ggml_type_name(info.type) + " (" + std::to_string(info.type) + ") is not decoded by bitfsck";
+                b.tensors.push_back(std::move(e));
+                continue;
+        }
+        e.packed.nbytes = packed_size(e.encoding, e.shape, 0, where);
+        if (info.offset > data_size || e.packed.nbytes > data_size - info.offset)
+            throw FormatError(where, "its " + std::to_string(e.packed.nbytes) + " bytes of " + ggml_type_name(info.type) +
+                                         " at data offset " + std::to_string(info.offset) + " run past the end of the file (" +
+                                         std::to_string(data_size) + " data bytes)");
+        TensorData check(file, e);
+        check.check_codes();
+        b.tensors.push_back(std::move(e));
+    }
+    std::string note = "GGUF v" + std::to_string(version) + ", " + std::to_string(n_kv) + " key/values, alignment " +
+                       std::to_string(alignment) + (architecture.empty() ? "" : ", architecture '" + architecture + "'");
+    if (i2s) note += "; " + std::to_string(i2s) + " tensor(s) of type 36 read as bitnet.cpp I2_S";
+    if (ambiguous) note += "; " + std::to_string(ambiguous) + " tensor(s) of type 36 left undecoded (see below)";
+    b.notes.insert(b.notes.begin(), note);
+    b.state_dict_path = "";
+}
+
+}  // namespace bitfsck::io

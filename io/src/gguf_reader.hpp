@@ -1,0 +1,11 @@
+#pragma once
+#include "bitfsck/io/mapped_file.hpp"
+
+namespace bitfsck::io {
+
+struct CheckpointBuilder;
+
+// Reads a GGUF v2/v3 file's header, metadata, tensor infos and locates (and checks) every tensor.
+void read_gguf(CheckpointBuilder& builder);
+
+}  // namespace bitfsck::io
