@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <cstdio>
 #include <unordered_map>
 #include <unordered_set>
@@ -48,6 +49,47 @@ std::string key_label(const Value* k) {
     return std::string("<") + std::string(k->kind_name()) + ">";
 }
 
+// A short tuple or list of numbers and strings, written on one line: "(0.9, 0.95)".
+std::optional<std::string> scalars_inline(const Value& seq) {
+    if (seq.items.empty() || seq.items.size() > 8) return std::nullopt;
+    std::string out;
+    for (const Value* item : seq.items) {
+        if (!item) return std::nullopt;
+        std::string text;
+        switch (item->kind) {
+            case ValueKind::Int: text = std::to_string(item->integer); break;
+            case ValueKind::Float: text = float_text(item->real); break;
+            case ValueKind::Bool: text = item->boolean ? "True" : "False"; break;
+            case ValueKind::None: text = "None"; break;
+            case ValueKind::String: text = "'" + clip(printable(item->text), 24) + "'"; break;
+            default: return std::nullopt;
+        }
+        out += (out.empty() ? "" : ", ") + text;
+    }
+    bool tuple = seq.kind == ValueKind::Tuple;
+    return (tuple ? "(" : "[") + out + (tuple && seq.items.size() == 1 ? ",)" : (tuple ? ")" : "]"));
+}
+
+// When a dict holds several dicts that all have the same string keys, those keys joined.
+std::optional<std::string> common_keys(const Value& dict) {
+    if (dict.entries.size() < 4) return std::nullopt;
+    std::vector<std::string> first;
+    for (std::size_t i = 0; i < dict.entries.size(); ++i) {
+        const Value* child = dict.entries[i].second;
+        if (!child || child->kind != ValueKind::Dict) return std::nullopt;
+        std::vector<std::string> keys;
+        for (const auto& [k, v] : child->entries) {
+            if (!k || k->kind != ValueKind::String) return std::nullopt;
+            keys.push_back(k->text);
+        }
+        if (i == 0) first = std::move(keys);
+        else if (keys != first) return std::nullopt;
+    }
+    std::string joined;
+    for (const auto& k : first) joined += (joined.empty() ? "" : ", ") + k;
+    return joined;
+}
+
 class TreeBuilder {
 public:
     TreeBuilder(const Checkpoint& c, const TreeLimits& l) : limits_(l) {
@@ -80,6 +122,11 @@ public:
                 return n;
             default: break;
         }
+        if ((v->kind == ValueKind::Tuple || v->kind == ValueKind::List) && scalars_inline(*v)) {
+            n.type = std::string(v->kind_name());
+            n.summary = *scalars_inline(*v);  // betas: (0.9, 0.95) reads better on one line
+            return n;
+        }
         if (depth >= limits_.max_depth || !on_path_.insert(v).second) {
             n.type = std::string(v->kind_name());
             n.summary = depth >= limits_.max_depth ? "(deeper levels not shown)" : "(shared reference)";
@@ -92,6 +139,14 @@ public:
                 n.summary = std::to_string(v->entries.size()) + " entries";
                 if (is_state_dict) {
                     n.summary += " (the state dict: see the tensor table)";
+                    break;
+                }
+                if (auto keys = common_keys(*v)) {
+                    // Optimizer state: many dicts with the same keys; one shows what all are like.
+                    n.summary += ", each a dict of {" + *keys + "}";
+                    add_child(n, v->entries.front().second, key_label(v->entries.front().first),
+                              join(path, key_label(v->entries.front().first)), depth);
+                    n.omitted = v->entries.size() - 1;
                     break;
                 }
                 for (const auto& [k, val] : v->entries) add_child(n, val, key_label(k), join(path, key_label(k)), depth);
