@@ -26,12 +26,24 @@ void add_inspect_subcommand(CLI::App& app);
 void add_scan_subcommand(CLI::App& app);
 void add_timeline_subcommand(CLI::App& app);
 void add_diff_subcommand(CLI::App& app);
+void add_convert_subcommand(CLI::App& app);
+#ifdef BITFSCK_HAVE_MODEL
+void add_induction_subcommand(CLI::App& app);
+void add_generate_subcommand(CLI::App& app);
+void add_perplexity_subcommand(CLI::App& app);
+#endif
 
 inline void add_all_subcommands(CLI::App& app) {
     add_inspect_subcommand(app);
     add_scan_subcommand(app);
     add_timeline_subcommand(app);
     add_diff_subcommand(app);
+    add_convert_subcommand(app);
+#ifdef BITFSCK_HAVE_MODEL
+    add_induction_subcommand(app);
+    add_generate_subcommand(app);
+    add_perplexity_subcommand(app);
+#endif
 }
 
 }  // namespace bitfsck::cli
