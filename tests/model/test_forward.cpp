@@ -202,7 +202,7 @@ TEST_CASE("token ids outside the vocabulary and bad devices are clear errors") {
     CHECK_FALSE(valid_device_name("cuda:"));
 }
 
-TEST_CASE("--device cuda runs where LibTorch has CUDA and is a clear error elsewhere") {
+TEST_CASE("a CUDA device runs where LibTorch has CUDA and is a clear error elsewhere") {
     auto ck = io::Checkpoint::open(models_dir() / "llama_student.pt");
     auto ref = load_reference("llama_student");
     LoadOptions o;
