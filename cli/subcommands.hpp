@@ -31,6 +31,11 @@ void add_convert_subcommand(CLI::App& app);
 void add_induction_subcommand(CLI::App& app);
 void add_generate_subcommand(CLI::App& app);
 void add_perplexity_subcommand(CLI::App& app);
+#else
+// bitfsck hands these to the sibling executable bitfsck-model (model_forwarding.cpp).
+void add_model_forwarding_subcommands(CLI::App& app);
+bool is_model_command(const char* arg);
+int run_model_executable(char** argv);  // returns only when it could not be started
 #endif
 
 inline void add_all_subcommands(CLI::App& app) {
@@ -43,6 +48,8 @@ inline void add_all_subcommands(CLI::App& app) {
     add_induction_subcommand(app);
     add_generate_subcommand(app);
     add_perplexity_subcommand(app);
+#else
+    add_model_forwarding_subcommands(app);
 #endif
 }
 

@@ -1,0 +1,48 @@
+// `bitfsck induction|generate|perplexity` run in the sibling executable bitfsck-model, which
+// links LibTorch; see cli/CMakeLists.txt for why.
+#ifndef BITFSCK_HAVE_MODEL
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <string_view>
+
+#include "subcommands.hpp"
+#include "terminal.hpp"
+
+namespace bitfsck::cli {
+
+namespace {
+constexpr std::string_view kModelCommands[] = {"induction", "generate", "perplexity"};
+}
+
+void add_model_forwarding_subcommands(CLI::App& app) {
+    // Listed so that `bitfsck --help` shows them; the arguments are never parsed here.
+    app.add_subcommand("induction", "Per-head induction metrics (IPMR) from real forward passes (runs bitfsck-model)");
+    app.add_subcommand("generate", "Greedy or sampled decoding with a degeneration check (runs bitfsck-model)");
+    app.add_subcommand("perplexity", "Loss and perplexity on a token file (runs bitfsck-model)");
+}
+
+bool is_model_command(const char* arg) {
+    for (auto name : kModelCommands)
+        if (name == arg) return true;
+    return false;
+}
+
+int run_model_executable(char** argv) {
+    std::error_code ec;
+    std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+    std::filesystem::path model = (ec ? std::filesystem::path(argv[0]) : self).parent_path() / "bitfsck-model";
+    if (!std::filesystem::exists(model)) {
+        print_error(std::string(argv[1]) + " needs " + model.string() +
+                    ", which this build does not have (it was configured with BITFSCK_BUILD_MODEL=OFF)");
+        return kUsage;
+    }
+    ::execv(model.c_str(), argv);
+    print_error("cannot run " + model.string() + ": " + std::strerror(errno));
+    return kUsage;
+}
+
+}  // namespace bitfsck::cli
+#endif
