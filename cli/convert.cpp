@@ -383,17 +383,9 @@ void add_convert_subcommand(CLI::App& app) {
         "  bitfsck convert model.safetensors model.bit2\n"
         "Exit codes: 0 written, 1 bad arguments or a refused conversion, 2 unreadable input.");
     sub->callback([flags] {
-        try {
+        run_reporting_errors([&] {
             run_convert(*flags);
-        } catch (const io::FormatError& e) {
-            print_error(e.what());
-            set_exit_code(kUnreadable);
-        } catch (const CLI::Error&) {
-            throw;
-        } catch (const Error& e) {
-            print_error(e.what());
-            set_exit_code(kUsage);
-        }
+        });
     });
 }
 

@@ -2,6 +2,9 @@
 
 #include <atomic>
 
+#include "bitfsck/io/error.hpp"
+#include "terminal.hpp"
+
 namespace bitfsck::cli {
 namespace {
 
@@ -31,6 +34,20 @@ int last_exit_code() { return g_exit_code.load(); }
 int exit_for_parse_error(CLI::App& app, const CLI::ParseError& e) {
     int code = app.exit(e);  // prints help / version / the error
     return code == 0 ? kOk : kUsage;
+}
+
+void run_reporting_errors(const std::function<void()>& body, int other_errors) {
+    try {
+        body();
+    } catch (const io::FormatError& e) {
+        print_error(e.what());
+        set_exit_code(kUnreadable);
+    } catch (const CLI::Error&) {
+        throw;
+    } catch (const Error& e) {
+        print_error(e.what());
+        set_exit_code(other_errors);
+    }
 }
 
 }  // namespace bitfsck::cli

@@ -3,6 +3,7 @@
 // Subcommands report their exit status through set_exit_code(); main() returns the value.
 #include <CLI/CLI.hpp>
 
+#include <functional>
 #include <string>
 
 namespace bitfsck::cli {
@@ -22,11 +23,21 @@ void set_exit_code(int code);  // keeps the most important code seen so far
 int last_exit_code();
 int exit_for_parse_error(CLI::App& app, const CLI::ParseError& e);
 
+// Runs a subcommand's body: an unreadable input (io::FormatError) becomes one line on stderr and
+// exit code 2, any other bitfsck::Error one line and `other_errors`; CLI11's errors pass through.
+void run_reporting_errors(const std::function<void()>& body, int other_errors = kUsage);
+
 void add_inspect_subcommand(CLI::App& app);
 void add_scan_subcommand(CLI::App& app);
 void add_timeline_subcommand(CLI::App& app);
 void add_diff_subcommand(CLI::App& app);
 void add_convert_subcommand(CLI::App& app);
+void add_repair_subcommand(CLI::App& app);
+void add_repair_svd_subcommand(CLI::App& repair);
+void add_repair_align_subcommand(CLI::App& repair);
+void add_repair_inflate_subcommand(CLI::App& repair);
+void add_repair_pick_subcommand(CLI::App& repair);
+void add_repair_replay_subcommand(CLI::App& repair);
 #ifdef BITFSCK_HAVE_MODEL
 void add_induction_subcommand(CLI::App& app);
 void add_generate_subcommand(CLI::App& app);
@@ -44,6 +55,7 @@ inline void add_all_subcommands(CLI::App& app) {
     add_timeline_subcommand(app);
     add_diff_subcommand(app);
     add_convert_subcommand(app);
+    add_repair_subcommand(app);
 #ifdef BITFSCK_HAVE_MODEL
     add_induction_subcommand(app);
     add_generate_subcommand(app);

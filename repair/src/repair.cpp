@@ -1,0 +1,532 @@
+#include "bitfsck/repair/repair.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <exception>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "bitfsck/analysis/layers.hpp"
+#include "bitfsck/analysis/timeline.hpp"
+#include "bitfsck/io/atomic_write.hpp"
+#include "bitfsck/io/checkpoint_files.hpp"
+#include "bitfsck/io/error.hpp"
+#include "bitfsck/io/pt_writer.hpp"
+#include "bitfsck/io/safetensors_writer.hpp"
+#include "bitfsck/io/tensor.hpp"
+#include "bitfsck/repair/repair_json.hpp"
+
+namespace bitfsck::repair {
+namespace fs = std::filesystem;
+using analysis::Role;
+
+namespace {
+
+std::vector<double> read_values(const io::Checkpoint& c, const io::TensorEntry& t) {
+    std::vector<double> v(static_cast<std::size_t>(t.numel()));
+    const io::TensorData data = c.data(t);
+    data.read(0, t.numel(), v.data());
+    data.release();
+    return v;
+}
+
+std::vector<std::byte> encode(const std::vector<double>& v, io::DType dtype, const std::string& name) {
+    std::vector<std::byte> out(v.size() * io::dtype_size(dtype));
+    switch (dtype) {
+        case io::DType::F64: std::memcpy(out.data(), v.data(), out.size()); break;
+        case io::DType::F32:
+            for (std::size_t i = 0; i < v.size(); ++i) {
+                const float f = static_cast<float>(v[i]);
+                std::memcpy(out.data() + 4 * i, &f, 4);
+            }
+            break;
+        case io::DType::F16:
+        case io::DType::BF16:
+            for (std::size_t i = 0; i < v.size(); ++i) {
+                const float f = static_cast<float>(v[i]);
+                const std::uint16_t h = dtype == io::DType::F16 ? io::float_to_half(f) : io::float_to_bfloat16(f);
+                std::memcpy(out.data() + 2 * i, &h, 2);
+            }
+            break;
+        default:
+            throw Error(name + ": repair writes float64, float32, float16 and bfloat16 tensors, not " +
+                        std::string(io::dtype_name(dtype)));
+    }
+    return out;
+}
+
+TensorFigures figures_of(const analysis::ScanReport& scan, const std::string& name) {
+    for (const auto& t : scan.tensors)
+        if (t.name == name) return {t.std, t.absmean, t.ternary.neg, t.ternary.zero, t.ternary.pos, t.dead.dead_rows};
+    return {};
+}
+
+double median(std::vector<double> v) {
+    if (v.empty()) return 0;
+    std::sort(v.begin(), v.end());
+    const std::size_t m = v.size() / 2;
+    return v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
+}
+
+// Healthy reference figures for one tensor: the same name in the reference checkpoint, else the
+// mean over the reference's tensors of the same role.
+struct Reference {
+    std::optional<std::vector<double>> values;  // same name, same size
+    double absmean = 0;
+    LatticeMasses masses;
+    std::string source;
+};
+
+class ReferenceSet {
+public:
+    ReferenceSet(const fs::path& path, const RepairOptions& options)
+        : checkpoint_(io::Checkpoint::open(path)) {
+        analysis::ScanOptions so;
+        so.analysis.quantizer = options.quantizer;
+        so.thresholds = options.thresholds;
+        so.threads = options.threads;
+        scan_ = analysis::scan_checkpoint(checkpoint_, so);
+    }
+    const analysis::ScanReport& scan() const { return scan_; }
+
+    std::optional<Reference> find(const io::TensorEntry& t, analysis::Quantizer q) const {
+        const std::string file = checkpoint_.path().filename().string();
+        if (const io::TensorEntry* r = checkpoint_.find_tensor(t.name);
+            r && r->numel() == t.numel() && io::dtype_is_floating(r->dtype) && r->encoding == io::TensorEncoding::Plain) {
+            Reference ref;
+            ref.values = read_values(checkpoint_, *r);
+            long double s = 0;
+            for (double v : *ref.values) s += std::abs(v);
+            ref.absmean = ref.values->empty() ? 0 : static_cast<double>(s / ref.values->size());
+            ref.masses = ternary_masses(*ref.values, q);
+            ref.source = "like " + file + " " + t.name;
+            return ref;
+        }
+        const Role role = analysis::place_of(t.name).role;
+        double absmean = 0, neg = 0, zero = 0, pos = 0;
+        int n = 0;
+        for (const auto& s : scan_.tensors) {
+            if (analysis::place_of(s.name).role != role || s.shape.size() < 2) continue;
+            absmean += s.absmean; neg += s.ternary.neg; zero += s.ternary.zero; pos += s.ternary.pos;
+            ++n;
+        }
+        if (n == 0) return std::nullopt;
+        Reference ref;
+        ref.absmean = absmean / n;
+        ref.masses = {neg / n, zero / n, pos / n};
+        ref.source = "like " + file + " role " + std::string(analysis::role_name(role)) + " (mean of " + std::to_string(n) + ")";
+        return ref;
+    }
+
+private:
+    io::Checkpoint checkpoint_;
+    analysis::ScanReport scan_;
+};
+
+// Median absmean of the input's tensors of `role` in layer-roles judged healthy.
+std::optional<double> healthy_role_absmean(const analysis::ScanReport& scan, Role role) {
+    std::vector<double> v;
+    for (const auto& t : scan.tensors) {
+        const auto place = analysis::place_of(t.name);
+        if (place.role != role || t.shape.size() < 2) continue;
+        for (const auto& l : scan.layers)
+            if (l.layer == place.layer && l.role == role && l.verdict == analysis::Verdict::Healthy) { v.push_back(t.absmean); break; }
+    }
+    if (v.empty()) return std::nullopt;
+    return median(v);
+}
+
+struct Work {
+    const io::TensorEntry* entry = nullptr;
+    TensorRepair result;
+    std::vector<std::byte> bytes;
+};
+
+void apply_step(const io::Checkpoint& input, const analysis::ScanReport& scan, const ReferenceSet* reference,
+                const RepairOptions& options, Work& work) {
+    const io::TensorEntry& t = *work.entry;
+    TensorRepair& r = work.result;
+    std::vector<double> values = read_values(input, t);
+    const std::vector<double> original = values;
+    for (double v : values)
+        if (!std::isfinite(v)) throw Error("holds NaN or Inf; repair does not guess values for them");
+    const Role role = analysis::place_of(t.name).role;
+    const std::string role_label(analysis::role_name(role));
+    const std::optional<Reference> ref = reference ? reference->find(t, options.quantizer) : std::nullopt;
+    long double abs_sum = 0;
+    for (double v : values) abs_sum += std::abs(v);
+    const double own_absmean = values.empty() ? 0 : static_cast<double>(abs_sum / values.size());
+
+    switch (options.step.kind) {
+        case StepKind::Svd: {
+            Matrix m(t.shape[0], t.numel() / std::max<std::int64_t>(1, t.shape[0]));
+            m.values = values;
+            r.svd = svd_denoise(m, options.step.svd);
+            values = std::move(m.values);
+            break;
+        }
+        case StepKind::Align: {
+            const AlignParams& p = options.step.align;
+            LatticeMasses masses = healthy_gaussian_masses();
+            if (p.masses) masses = *p.masses;
+            else if (ref) masses = ref->masses;
+            double guess = 0;
+            if (p.scale) {
+                r.scale_source = "explicit";
+            } else if (ref) {
+                guess = ref->absmean / std::max(1e-12, 1 - masses.zero);
+                r.scale_source = ref->source;
+            } else if (auto h = healthy_role_absmean(scan, role)) {
+                guess = *h / std::max(1e-12, 1 - masses.zero);
+                r.scale_source = "healthy " + role_label + " layers of the input (median absmean)";
+            } else {
+                guess = own_absmean / std::max(1e-12, 1 - masses.zero);
+                r.scale_source = "own absmean (no healthy " + role_label + " layer; pass --like or --scale to restore the magnitude)";
+            }
+            r.align = align_to_lattice(values, masses, p, guess, options.quantizer);
+            break;
+        }
+        case StepKind::Inflate: {
+            const InflateParams& p = options.step.inflate;
+            double target = 0;
+            if (p.target) {
+                target = *p.target;
+                r.scale_source = "explicit";
+            } else if (ref) {
+                target = ref->absmean;
+                r.scale_source = ref->source;
+            } else if (auto h = healthy_role_absmean(scan, role)) {
+                target = *h;
+                r.scale_source = "healthy " + role_label + " layers of the input (median absmean)";
+            } else {
+                target = analysis::effective_scale(options.quantizer, own_absmean);
+                r.scale_source = "own effective scale (no healthy " + role_label + " layer; pass --like or --target)";
+            }
+            std::span<const double> signs;
+            if (ref && ref->values) signs = *ref->values;
+            r.inflate = inflate_dead_zone(values, p, target, signs, options.quantizer);
+            break;
+        }
+        case StepKind::Pick: throw Error("pick is not a tensor step");
+    }
+    r.relative_change = relative_frobenius_change(original, values);
+    work.bytes = encode(values, t.dtype, t.name);
+    const std::vector<std::byte> before = encode(original, t.dtype, t.name);
+    const std::size_t es = io::dtype_size(t.dtype);
+    for (std::size_t i = 0; i < original.size(); ++i)
+        r.changed_elements += std::memcmp(before.data() + i * es, work.bytes.data() + i * es, es) != 0;
+}
+
+void write_output(const io::Checkpoint& input, const fs::path& output, std::vector<Work>& work,
+                  const RepairOptions& options, const std::vector<fs::path>& inputs, RepairLog& log) {
+    io::ensure_not_an_input(output, inputs);
+    if (input.format() == io::Format::TorchZip || input.format() == io::Format::TorchLegacy) {
+        std::map<std::string, io::ReplacementTensor> replacements;
+        for (Work& w : work) {
+            io::ReplacementTensor rt;
+            rt.dtype = w.entry->dtype;
+            rt.shape = w.entry->shape;
+            rt.view = w.bytes;
+            replacements.emplace(w.entry->name, std::move(rt));
+        }
+        io::RewriteOptions ro;
+        ro.drop_optimizer_state = options.drop_optimizer_state;
+        const io::RewriteReport report = io::rewrite_checkpoint_pt(input, output, replacements, ro);
+        log.dropped_keys = report.dropped_keys;
+        return;
+    }
+    if (input.format() == io::Format::Safetensors) {
+        std::map<std::string, const Work*> by_name;
+        for (const Work& w : work) by_name[w.entry->name] = &w;
+        std::vector<io::OutputTensor> tensors;
+        for (const io::TensorEntry* t : input.state_dict_tensors()) {
+            io::OutputTensor o;
+            o.name = t->name;
+            o.dtype = t->dtype;
+            o.shape = t->shape;
+            if (auto it = by_name.find(t->name); it != by_name.end())
+                o.view = it->second->bytes;
+            else
+                o.view = input.file().bytes(t->storage_file_offset + static_cast<std::uint64_t>(t->storage_offset) * io::dtype_size(t->dtype),
+                                            t->nbytes(), "tensor data");
+            tensors.push_back(std::move(o));
+        }
+        io::write_safetensors(output, tensors, input.metadata(), inputs);
+        return;
+    }
+    throw Error(input.path().string() + ": repair writes PyTorch .pt and safetensors checkpoints; convert this " +
+                std::string(io::format_name(input.format())) + " file first (bitfsck convert)");
+}
+
+analysis::ScanOptions scan_options(const RepairOptions& options) {
+    analysis::ScanOptions so;
+    so.analysis.quantizer = options.quantizer;
+    so.thresholds = options.thresholds;
+    so.threads = options.threads;
+    so.cancel = options.cancel;
+    return so;
+}
+
+void fill_layers(RepairLog& log, const analysis::ScanReport& before, const analysis::ScanReport& after) {
+    for (const auto& b : before.layers) {
+        LayerChange c;
+        c.layer = b.layer;
+        c.role = b.role;
+        c.before = b;
+        for (const auto& a : after.layers)
+            if (a.layer == b.layer && a.role == b.role) c.after = a;
+        log.layers.push_back(std::move(c));
+    }
+}
+
+}  // namespace
+
+std::string_view step_name(StepKind k) {
+    switch (k) {
+        case StepKind::Svd: return "svd";
+        case StepKind::Align: return "align";
+        case StepKind::Inflate: return "inflate";
+        case StepKind::Pick: return "pick";
+    }
+    return "?";
+}
+
+std::optional<StepKind> step_from_name(std::string_view name) {
+    for (StepKind k : {StepKind::Svd, StepKind::Align, StepKind::Inflate, StepKind::Pick})
+        if (step_name(k) == name) return k;
+    return std::nullopt;
+}
+
+fs::path repair_log_path(const fs::path& output) { return fs::path(output.string() + ".repair.json"); }
+
+RepairLog repair_checkpoint(const fs::path& input_path, const fs::path& output, const RepairOptions& options) {
+    const auto t0 = std::chrono::steady_clock::now();
+    if (options.step.kind == StepKind::Pick) throw Error("use pick_checkpoint for pick");
+    std::vector<fs::path> inputs = {input_path};
+    if (options.like) inputs.push_back(*options.like);
+    io::ensure_not_an_input(output, inputs);
+    io::ensure_not_an_input(repair_log_path(output), inputs);
+
+    const io::Checkpoint input = io::Checkpoint::open(input_path);
+    const analysis::ScanReport before = analysis::scan_checkpoint(input, scan_options(options));
+    std::optional<ReferenceSet> reference;
+    if (options.like) reference.emplace(*options.like, options);
+
+    RepairLog log;
+    log.input = fs::absolute(input_path).string();
+    log.input_hash = before.content_hash;
+    log.output = fs::absolute(output).string();
+    if (options.like) {
+        log.like = fs::absolute(*options.like).string();
+        log.like_hash = reference->scan().content_hash;
+    }
+    log.step = options.step;
+    log.selection = options.selection;
+    log.quantizer = options.quantizer;
+    log.thresholds = options.thresholds;
+    log.drop_optimizer_state = options.drop_optimizer_state;
+    log.verdict_before = before.verdict;
+
+    const std::vector<SelectedTensor> selected = select_tensors(input, before, options.selection);
+    if (selected.empty())
+        throw Error(input_path.string() + ": no tensor to repair: " +
+                    (options.selection.is_default() ? std::string("the scan found no degraded or collapsed layer (select tensors with --layers, --roles or --match)")
+                                                    : std::string("the selection matches no floating-point matrix")));
+    std::vector<Work> work(selected.size());
+    std::uint64_t total = 0;
+    for (std::size_t i = 0; i < selected.size(); ++i) {
+        work[i].entry = input.find_tensor(selected[i].name);
+        work[i].result.name = selected[i].name;
+        work[i].result.reason = selected[i].reason;
+        work[i].result.shape = work[i].entry->shape;
+        work[i].result.dtype = std::string(io::dtype_name(work[i].entry->dtype));
+        work[i].result.before = figures_of(before, selected[i].name);
+        total += work[i].entry->nbytes();
+    }
+
+    // Tensors are independent: workers take them in turn; results land in their own slots, so the
+    // output does not depend on the number of threads.
+    std::atomic<std::size_t> next{0};
+    std::atomic<std::uint64_t> done{0};
+    std::mutex error_mutex;
+    std::exception_ptr error;
+    std::string error_tensor;
+    auto worker = [&] {
+        for (std::size_t i = next++; i < work.size(); i = next++) {
+            if (options.cancel && options.cancel->load()) return;
+            {
+                std::lock_guard lock(error_mutex);
+                if (error) return;
+            }
+            try {
+                apply_step(input, before, reference ? &*reference : nullptr, options, work[i]);
+            } catch (...) {
+                std::lock_guard lock(error_mutex);
+                if (!error) { error = std::current_exception(); error_tensor = work[i].entry->name; }
+                return;
+            }
+            const std::uint64_t d = done += work[i].entry->nbytes();
+            if (options.progress) options.progress(d, total, std::string(step_name(options.step.kind)) + " " + work[i].entry->name);
+        }
+    };
+    unsigned threads = options.threads ? options.threads : std::max(1u, std::thread::hardware_concurrency());
+    threads = static_cast<unsigned>(std::min<std::size_t>(threads, work.size()));
+    std::vector<std::thread> pool;
+    for (unsigned i = 1; i < threads; ++i) pool.emplace_back(worker);
+    worker();
+    for (auto& th : pool) th.join();
+    if (error) {
+        try {
+            std::rethrow_exception(error);
+        } catch (const std::exception& e) {
+            throw Error(input_path.string() + ": " + error_tensor + ": " + e.what());
+        }
+    }
+    if (options.cancel && options.cancel->load()) throw analysis::Cancelled();
+
+    if (options.progress) options.progress(total, total, "writing " + output.string());
+    write_output(input, output, work, options, inputs, log);
+
+    // Judge the output by what is in the file, not by the steps' own bookkeeping.
+    const io::Checkpoint written = io::Checkpoint::open(output);
+    const analysis::ScanReport after = analysis::scan_checkpoint(written, scan_options(options));
+    log.output_hash = after.content_hash;
+    log.verdict_after = after.verdict;
+    log.findings_after = after.findings;
+    for (Work& w : work) {
+        w.result.after = figures_of(after, w.result.name);
+        log.tensors.push_back(std::move(w.result));
+    }
+    fill_layers(log, before, after);
+    log.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    write_repair_log(log, repair_log_path(output));
+    return log;
+}
+
+RepairLog pick_checkpoint(const std::vector<std::string>& run_inputs, const fs::path& output, const PickOptions& options) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::vector<fs::path> files = io::expand_checkpoint_inputs(run_inputs);
+    if (files.empty()) throw Error("pick: no checkpoint files in " + (run_inputs.empty() ? std::string("the input") : run_inputs.front()));
+    io::ensure_not_an_input(output, files);
+    io::ensure_not_an_input(repair_log_path(output), files);
+    std::vector<analysis::ScanReport> reports;
+    for (const fs::path& f : files) {
+        const io::Checkpoint c = io::Checkpoint::open(f);
+        reports.push_back(analysis::scan_checkpoint(c, options.scan));
+    }
+    const analysis::Timeline timeline = analysis::build_timeline(std::move(reports));
+
+    RepairLog log;
+    log.step.kind = StepKind::Pick;
+    log.quantizer = options.scan.analysis.quantizer;
+    log.thresholds = options.scan.thresholds;
+    if (run_inputs.size() == 1) log.run = fs::absolute(run_inputs.front()).string();
+    std::string chosen;
+    std::int64_t step = 0;
+    if (timeline.last_healthy_step) {
+        chosen = timeline.last_healthy_file;
+        step = *timeline.last_healthy_step;
+        log.reasons.push_back("step " + std::to_string(step) + " is the last healthy checkpoint before the run stopped being healthy");
+    } else if (!timeline.onset_step) {
+        chosen = timeline.points.back().file;
+        step = timeline.points.back().step;
+        log.reasons.push_back("every checkpoint is healthy; step " + std::to_string(step) + " is the latest");
+    } else if (options.allow_degraded && timeline.last_before_collapse_step) {
+        chosen = timeline.last_before_collapse_file;
+        step = *timeline.last_before_collapse_step;
+        log.reasons.push_back("no healthy checkpoint; step " + std::to_string(step) +
+                              " is the last one before the collapse (degraded, taken because of --allow-degraded)");
+    } else {
+        throw Error("pick: no healthy checkpoint in the run (the first one, step " + std::to_string(timeline.points.front().step) +
+                    ", is already " + std::string(analysis::verdict_name(timeline.points.front().verdict)) +
+                    "); --allow-degraded takes the last one before the collapse");
+    }
+    if (timeline.onset_step)
+        log.reasons.push_back("the run stopped being healthy at step " + std::to_string(*timeline.onset_step) + " (" +
+                              fs::path(timeline.onset_file).filename().string() + ")" +
+                              (timeline.collapsed_step ? " and collapsed from step " + std::to_string(*timeline.collapsed_step) : std::string()));
+    for (const auto& f : timeline.reasons) log.reasons.push_back(std::string(analysis::verdict_name(f.severity)) + " at the onset: " + f.message);
+
+    io::replace_atomically(output, [&](const fs::path& tmp) { fs::copy_file(chosen, tmp, fs::copy_options::overwrite_existing); });
+    for (const auto& p : timeline.points) {
+        if (p.step != step) continue;
+        log.input_hash = p.content_hash;
+        log.verdict_before = log.verdict_after = p.verdict;
+        for (const auto& l : p.layers) log.layers.push_back({l.layer, l.role, l, l});
+    }
+    log.input = fs::absolute(chosen).string();
+    log.output = fs::absolute(output).string();
+    const io::MappedFile copied(output);
+    log.output_hash = analysis::content_hash(copied);
+    if (log.output_hash != log.input_hash) throw Error("pick: the copy of " + chosen + " differs from it (" + output.string() + ")");
+    log.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    write_repair_log(log, repair_log_path(output));
+    return log;
+}
+
+ReplayResult replay_repair(const fs::path& log_file, const fs::path& output, const analysis::ProgressFn& progress) {
+    nlohmann::json j;
+    try {
+        const io::MappedFile f(log_file);
+        const auto bytes = f.bytes(0, f.size(), "repair log");
+        j = nlohmann::json::parse(reinterpret_cast<const char*>(bytes.data()), reinterpret_cast<const char*>(bytes.data()) + bytes.size());
+    } catch (const nlohmann::json::exception& e) {
+        throw Error(log_file.string() + ": not a repair log: " + e.what());
+    }
+    auto need = [&](const char* key) -> const nlohmann::json& {
+        if (!j.contains(key)) throw Error(log_file.string() + ": not a repair log: no '" + key + "'");
+        return j.at(key);
+    };
+    try {
+        if (need("schema_version").get<int>() > kRepairSchemaVersion)
+            throw Error(log_file.string() + ": repair log schema " + std::to_string(j["schema_version"].get<int>()) + " is newer than this bitfsck reads");
+        const fs::path input = need("input").get<std::string>();
+        const std::string input_hash = need("input_hash").get<std::string>();
+        ReplayResult result;
+        result.expected_hash = need("output_hash").get<std::string>();
+        const StepSpec step = step_from_json(need("step"));
+        {
+            const io::MappedFile in(input);
+            const std::string actual = analysis::content_hash(in);
+            if (actual != input_hash)
+                throw Error(input.string() + ": changed since the repair was logged (" + actual + ", the log says " + input_hash + ")");
+        }
+        if (step.kind == StepKind::Pick) {
+            io::ensure_not_an_input(output, {input});
+            io::replace_atomically(output, [&](const fs::path& tmp) { fs::copy_file(input, tmp, fs::copy_options::overwrite_existing); });
+            const io::MappedFile copied(output);
+            result.log.step = step;
+            result.log.input = input.string();
+            result.log.input_hash = input_hash;
+            result.log.output = fs::absolute(output).string();
+            result.log.output_hash = analysis::content_hash(copied);
+            write_repair_log(result.log, repair_log_path(output));
+        } else {
+            RepairOptions options;
+            options.step = step;
+            options.selection = selection_from_json(need("selection"));
+            const auto q = analysis::quantizer_from_name(need("quantizer").get<std::string>());
+            if (!q) throw Error(log_file.string() + ": unknown quantizer in the log");
+            options.quantizer = *q;
+            options.thresholds = analysis::thresholds_from_json(need("thresholds"));
+            options.drop_optimizer_state = need("drop_optimizer_state").get<bool>();
+            options.progress = progress;
+            if (j.contains("like") && !j["like"].is_null()) {
+                options.like = j["like"].get<std::string>();
+                const io::MappedFile ref(*options.like);
+                if (analysis::content_hash(ref) != j.at("like_hash").get<std::string>())
+                    throw Error(options.like->string() + ": the reference changed since the repair was logged");
+            }
+            result.log = repair_checkpoint(input, output, options);
+        }
+        result.identical = result.log.output_hash == result.expected_hash;
+        return result;
+    } catch (const nlohmann::json::exception& e) {
+        throw Error(log_file.string() + ": bad repair log: " + e.what());
+    }
+}
+
+}  // namespace bitfsck::repair
