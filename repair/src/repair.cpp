@@ -406,6 +406,36 @@ RepairLog repair_checkpoint(const fs::path& input_path, const fs::path& output, 
     return log;
 }
 
+TensorPreview preview_repair(const io::Checkpoint& input, const analysis::ScanReport& scan, const std::string& tensor,
+                             const RepairOptions& options) {
+    const io::TensorEntry* entry = input.find_tensor(tensor);
+    if (!entry || !io::dtype_is_floating(entry->dtype) || entry->encoding != io::TensorEncoding::Plain || entry->shape.size() < 2)
+        throw Error(input.path().string() + ": " + tensor + ": not a plain floating-point matrix of this checkpoint");
+    std::optional<ReferenceSet> reference;
+    if (options.like) reference.emplace(*options.like, options);
+    Work work;
+    work.entry = entry;
+    work.result.name = tensor;
+    work.result.shape = entry->shape;
+    work.result.dtype = std::string(io::dtype_name(entry->dtype));
+    work.result.reason = "preview";
+    work.result.before = figures_of(scan, tensor);
+    try {
+        apply_step(input, scan, reference ? &*reference : nullptr, options, work);
+    } catch (const std::exception& e) {
+        throw Error(input.path().string() + ": " + tensor + ": " + e.what());
+    }
+    analysis::AnalysisOptions ao;
+    ao.quantizer = options.quantizer;
+    TensorPreview preview;
+    preview.before_stats = analysis::analyze_tensor(tensor, input.data(*entry), ao);
+    preview.after_stats = analysis::analyze_tensor(tensor, io::TensorData(work.bytes, entry->dtype, entry->shape), ao);
+    const auto& a = preview.after_stats;
+    work.result.after = {a.std, a.absmean, a.ternary.neg, a.ternary.zero, a.ternary.pos, a.dead.dead_rows};
+    preview.repair = std::move(work.result);
+    return preview;
+}
+
 RepairLog pick_checkpoint(const std::vector<std::string>& run_inputs, const fs::path& output, const PickOptions& options) {
     const auto t0 = std::chrono::steady_clock::now();
     const std::vector<fs::path> files = io::expand_checkpoint_inputs(run_inputs);

@@ -264,3 +264,24 @@ TEST_CASE("repair pick takes the last healthy checkpoint of the run, with its re
     const RepairLog degraded = pick_checkpoint(late, tmp / "degraded.pt", options);
     CHECK(fs::path(degraded.input).filename() == "step_000150.pt");
 }
+
+TEST_CASE("preview_repair gives the same figures as the written repair", "[repair][preview]") {
+    test::TempDir tmp;
+    RepairOptions options;
+    options.step.kind = StepKind::Inflate;
+    options.like = kRun / "step_000050.pt";
+    const fs::path input = kRun / "step_000350.pt";
+    const RepairLog log = repair_checkpoint(input, tmp / "inflated.pt", options);
+    const io::Checkpoint c = io::Checkpoint::open(input);
+    const analysis::ScanReport scan = analysis::scan_checkpoint(c);
+    const TensorPreview p = preview_repair(c, scan, "layers.1.mlp.up_proj.weight", options);
+    for (const auto& t : log.tensors)
+        if (t.name == "layers.1.mlp.up_proj.weight") {
+            CHECK(p.repair.after.std == t.after.std);
+            CHECK(p.repair.after.zero == t.after.zero);
+            CHECK(p.repair.inflate->moved == t.inflate->moved);
+        }
+    CHECK(p.before_stats.ternary.zero > 0.9);
+    CHECK(p.after_stats.values.counts.size() == 64);
+    CHECK_THROWS_WITH(preview_repair(c, scan, "norm.weight", options), Catch::Contains("not a plain floating-point matrix"));
+}

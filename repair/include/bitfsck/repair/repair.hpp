@@ -11,6 +11,7 @@
 
 #include "bitfsck/analysis/report.hpp"
 #include "bitfsck/analysis/scan.hpp"
+#include "bitfsck/analysis/tensor_stats.hpp"
 #include "bitfsck/repair/align.hpp"
 #include "bitfsck/repair/inflate.hpp"
 #include "bitfsck/repair/selection.hpp"
@@ -101,6 +102,17 @@ std::filesystem::path repair_log_path(const std::filesystem::path& output);
 // input or over the reference. Throws bitfsck::Error with a message naming the file and tensor.
 RepairLog repair_checkpoint(const std::filesystem::path& input, const std::filesystem::path& output,
                             const RepairOptions& options);
+
+// One tensor repaired in memory, for previews (the app shows its histograms before and after):
+// the same step and scale sources as repair_checkpoint, nothing written.
+struct TensorPreview {
+    TensorRepair repair;                     // figures: before from `scan`, after from `after_stats`
+    analysis::TensorStats before_stats, after_stats;  // with histograms
+};
+
+// Throws bitfsck::Error when the tensor is missing or not a plain floating-point matrix.
+TensorPreview preview_repair(const io::Checkpoint& input, const analysis::ScanReport& scan, const std::string& tensor,
+                             const RepairOptions& options);
 
 struct PickOptions {
     analysis::ScanOptions scan;
