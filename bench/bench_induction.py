@@ -14,6 +14,8 @@ written to bench/out/ckpt_100m.pt when missing) on the same batch shape as the d
                logits included: the fairest plain-eager comparison.
 
 Usage: /usr/bin/python3 bench/bench_induction.py [--bitfsck PATH] [--threads N] [--repeats R]
+With Debian's reference BLAS a forward of this model takes minutes (~0.6 GFLOP/s); with OpenBLAS
+(libopenblas0-pthread, or its libblas.so.3 on LD_LIBRARY_PATH) the whole run takes ~3 minutes.
 Prints a JSON summary and writes it to bench/out/bench_induction.json.
 """
 import argparse
@@ -38,6 +40,14 @@ def find_bitfsck():
         if os.access(p, os.X_OK):
             return p
     sys.exit("bench_induction: no build*/cli/bitfsck; build it or pass --bitfsck")
+
+
+def blas_library():
+    """The BLAS this process (and so LibTorch in bitfsck-model, started with the same environment)
+    loaded: Debian's default is the reference BLAS, ~30x slower on these matrices than OpenBLAS."""
+    with open("/proc/self/maps") as f:
+        libs = {line.split()[-1] for line in f if "blas" in line.rsplit("/", 1)[-1]}
+    return sorted(libs)
 
 
 def main():
@@ -99,7 +109,7 @@ def main():
 
     summary = {"model": {"parameters": sum(p.numel() for p in model.parameters()), "layers": cfg.num_layers,
                          "hidden": cfg.hidden_size, "heads": cfg.num_heads, "kv_heads": cfg.num_kv_heads, "vocab": V},
-               "batch": [batch, 2 * n], "threads": args.threads, "torch": torch.__version__,
+               "batch": [batch, 2 * n], "threads": args.threads, "torch": torch.__version__, "blas": blas_library(),
                "tokens_per_second": {"bitfsck": max(cpp), "torch_module": module_tps, "torch_prequantized": pre_tps},
                "bitfsck_runs": cpp}
     print(json.dumps(summary, indent=1))
