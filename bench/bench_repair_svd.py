@@ -27,14 +27,19 @@ PYTHON = "/usr/bin/python3"
 TORCH_SVD = r"""
 import sys, time, torch
 torch.set_num_threads(int(sys.argv[3]) or torch.get_num_threads())
-sd = torch.load(sys.argv[1], map_location="cpu")
+obj = torch.load(sys.argv[1], map_location="cpu")
+sd = obj
+for key in ("model_state_dict", "state_dict", "model"):
+    if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+        sd = obj[key]
+        break
 k = int(sys.argv[2])
-names = [n for n, t in sd.items() if t.dim() == 2 and any(r in n for r in ("_proj",))]
+names = [n for n, t in sd.items() if isinstance(t, torch.Tensor) and t.dim() == 2 and "_proj" in n]
 for n in names:
     w = sd[n].double()
     u, s, vh = torch.linalg.svd(w, full_matrices=False)
     sd[n] = ((u[:, :k] * s[:k]) @ vh[:k]).float()
-torch.save(sd, sys.argv[4])
+torch.save(obj, sys.argv[4])
 print(len(names))
 """
 
@@ -80,6 +85,7 @@ def main():
             solvers = sorted({t["svd"]["solver"] for t in log["tensors"]})
             results.append({"name": f"bitfsck repair svd --solver {solver}", "wall_s": statistics.median(walls),
                             "tensors": len(log["tensors"]), "solvers": solvers})
+            print(f"{results[-1]['name']}: {results[-1]['wall_s']:.2f} s", flush=True)
         walls = []
         for i in range(args.repeat):
             wall, stdout = run([PYTHON, "-c", TORCH_SVD, str(ckpt), str(args.rank), str(args.threads), str(Path(tmp) / "torch.pt")])

@@ -261,6 +261,17 @@ void write_output(const io::Checkpoint& input, const fs::path& output, std::vect
                 std::string(io::format_name(input.format())) + " file first (bitfsck convert)");
 }
 
+// The output keeps the input's format; a name that promises another one is refused up front
+// rather than producing a .pt full of safetensors bytes.
+void check_output_name(const io::Checkpoint& input, const fs::path& output) {
+    const std::string ext = output.extension().string();
+    const bool torch = input.format() == io::Format::TorchZip || input.format() == io::Format::TorchLegacy;
+    if (torch && ext == ".safetensors")
+        throw Error(output.string() + ": repair writes a .pt checkpoint for a .pt input; name the output .pt (bitfsck convert changes formats)");
+    if (input.format() == io::Format::Safetensors && (ext == ".pt" || ext == ".pth" || ext == ".ckpt" || ext == ".bin"))
+        throw Error(output.string() + ": repair writes safetensors for a safetensors input; name the output .safetensors");
+}
+
 analysis::ScanOptions scan_options(const RepairOptions& options) {
     analysis::ScanOptions so;
     so.analysis.quantizer = options.quantizer;
@@ -311,6 +322,7 @@ RepairLog repair_checkpoint(const fs::path& input_path, const fs::path& output, 
     io::ensure_not_an_input(repair_log_path(output), inputs);
 
     const io::Checkpoint input = io::Checkpoint::open(input_path);
+    check_output_name(input, output);
     const analysis::ScanReport before = analysis::scan_checkpoint(input, scan_options(options));
     std::optional<ReferenceSet> reference;
     if (options.like) reference.emplace(*options.like, options);

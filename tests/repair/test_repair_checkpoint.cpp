@@ -238,6 +238,7 @@ TEST_CASE("repair svd on the collapsed run, safetensors in and out, and the refu
     const RepairLog sl = repair_checkpoint(st, tmp / "out.safetensors", options);
     REQUIRE_FALSE(sl.tensors.empty());
     CHECK(io::Checkpoint::open(tmp / "out.safetensors").format() == io::Format::Safetensors);
+    CHECK_THROWS_WITH(repair_checkpoint(st, tmp / "out.pt", options), Catch::Contains("name the output .safetensors"));
     std::vector<std::string> changed;
     for (const auto& t : sl.tensors) changed.push_back(t.name);
     CHECK(check_carried_over(st, tmp / "out.safetensors", changed) >= 0);
