@@ -38,10 +38,12 @@ struct Args {
 };
 
 constexpr const char* kUsage =
-    "usage: bitfsck-gui [FILE|DIR...] [--screenshot OUT.png --view overview|layers|tensor|timeline|compare]\n"
+    "usage: bitfsck-gui [FILE|DIR...] [--screenshot OUT.png --view overview|layers|tensor|timeline|compare|induction|repair]\n"
     "                   [--width 1280 --height 800] [--timeout SECONDS]\n"
     "Opens checkpoints and run folders in the bitfsck desktop app. With --screenshot it waits for loading and\n"
-    "analysis to finish (at most --timeout seconds), renders the view, writes a PNG and exits.\n";
+    "analysis to finish (at most --timeout seconds), renders the view, writes a PNG and exits; for the induction\n"
+    "view it first runs the induction probe (cpu, default parameters) on the first input; for the repair view it\n"
+    "previews the first collapsed tensor of the first input with the default inflate parameters.\n";
 
 [[noreturn]] void fail(const std::string& message, int code = 1) {
     std::cerr << "bitfsck-gui: " << message << "\n";
@@ -77,7 +79,7 @@ Args parse_args(int argc, char** argv) {
         } else if (arg == "--view") {
             const std::string v = value();
             auto view = view_from_name(v);
-            if (!view) fail("--view wants overview, layers, tensor, timeline or compare, not '" + v + "'", 2);
+            if (!view) fail("--view wants overview, layers, tensor, timeline, compare, induction or repair, not '" + v + "'", 2);
             a.view = *view;  // without --screenshot: the view the app starts on
         } else if (arg == "--width") {
             a.width = parse_int(arg, value(), 320, 8192);
@@ -92,6 +94,8 @@ Args parse_args(int argc, char** argv) {
         }
     }
     if (a.screenshot && a.inputs.empty()) fail("--screenshot needs at least one file or folder to open", 2);
+    if (a.screenshot && a.view == View::Induction && !kHaveModel)
+        fail("--view induction: this bitfsck-gui was built without model/ (configure with -DBITFSCK_BUILD_MODEL=ON)", 2);
     for (const auto& in : a.inputs) {
         std::error_code ec;
         if (!fs::exists(in, ec)) fail(in + ": no such file or folder");
@@ -206,6 +210,22 @@ int main(int argc, char** argv) {
         if (!arranged && state.loads.empty()) {
             arrange_initial(state, args);
             arranged = true;
+            // A screenshot of the induction view shows a heat map: run the probe first (the loop
+            // below waits for it like for any job).
+            if (shot && args.view == View::Induction) {
+                if (auto ref = current_checkpoint_ref(state)) start_induction(state, *ref, state.induction.params);
+            }
+            // The repair view: the preview of the first collapsed tensor (default inflate), computed here.
+            if (shot && args.view == View::Repair) {
+                if (auto ref = current_checkpoint_ref(state)) {
+                    const CheckpointData* c = find_checkpoint(state, *ref);
+                    if (auto t = default_repair_tensor(c->report, std::nullopt)) {
+                        state.repair.tensor = *t;
+                        state.repair.tensor_of = *ref;
+                        run_repair_preview(state, *ref, *t, state.repair.params);
+                    }
+                }
+            }
         }
         if (shot) {
             // Any error while loading what the screenshot is of makes the screenshot meaningless.

@@ -29,6 +29,8 @@ std::string_view view_name(View v) {
         case View::Tensor: return "tensor";
         case View::Timeline: return "timeline";
         case View::Compare: return "compare";
+        case View::Induction: return "induction";
+        case View::Repair: return "repair";
     }
     return "overview";
 }
@@ -144,6 +146,16 @@ void close_document(AppState& s, int id) {
     if (gone(s.compare_a)) s.compare_a.reset();
     if (gone(s.compare_b)) s.compare_b.reset();
     if (s.diff && (s.diff_a.document == id || s.diff_b.document == id)) s.diff.reset();
+    if (s.repair.preview && s.repair.preview->checkpoint.document == id) s.repair.preview.reset();
+    if (gone(s.repair.tensor_of)) {
+        s.repair.tensor_of.reset();
+        s.repair.tensor.clear();
+    }
+#ifdef BITFSCK_APP_HAVE_MODEL
+    auto& results = s.induction.results;
+    results.erase(std::remove_if(results.begin(), results.end(), [&](const InductionResult& r) { return r.checkpoint.document == id; }),
+                  results.end());
+#endif
     if (s.selected_document == id) select_document(s, s.documents.empty() ? 0 : s.documents.back().id);
 }
 
@@ -323,6 +335,31 @@ std::vector<CheckpointRef> all_checkpoints(const AppState& s) {
         for (std::size_t i = 0; i < d.checkpoints.size(); ++i) refs.push_back({d.id, i});
     return refs;
 }
+
+std::optional<CheckpointRef> current_checkpoint_ref(const AppState& s) {
+    const Document* d = selected_document(s);
+    if (!d || d->checkpoints.empty()) return std::nullopt;
+    return CheckpointRef{d->id, std::min(d->current, d->checkpoints.size() - 1)};
+}
+
+#ifdef BITFSCK_APP_HAVE_MODEL
+const InductionResult* induction_result_for(const AppState& s, const CheckpointRef& ref) {
+    const auto& results = s.induction.results;
+    for (auto it = results.rbegin(); it != results.rend(); ++it)
+        if (it->checkpoint == ref) return &*it;
+    return nullptr;
+}
+
+void add_induction_result(AppState& s, InductionResult r) {
+    auto& results = s.induction.results;
+    results.erase(std::remove_if(results.begin(), results.end(), [&](const InductionResult& o) { return o.checkpoint == r.checkpoint; }),
+                  results.end());
+    if (results.size() >= kMaxInductionResults) results.erase(results.begin(), results.end() - (kMaxInductionResults - 1));
+    s.induction.selected = top_head(r.report, InductionMetric::Ipmr);
+    s.induction.hovered.reset();
+    results.push_back(std::move(r));
+}
+#endif
 
 std::string checkpoint_label(const AppState& s, const CheckpointRef& ref) {
     const Document* d = find_document(s, ref.document);

@@ -1,6 +1,8 @@
 #include "bitfsck/app/loader.hpp"
 
 #include <algorithm>
+#include <functional>
+#include <cstdio>
 #include <system_error>
 
 #include "bitfsck/analysis/scan.hpp"
@@ -35,6 +37,12 @@ std::shared_ptr<CheckpointData> load_checkpoint(const fs::path& file, JobControl
     };
     data->report = analysis::scan_checkpoint(*data->checkpoint, options);
     return data;
+}
+
+[[maybe_unused]] std::string fmt_g(double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.3g", v);
+    return buf;
 }
 
 }  // namespace
@@ -133,6 +141,130 @@ void start_diff(AppState& s, const CheckpointRef& a, const CheckpointRef& b) {
     log_info(s, title);
 }
 
+bool start_induction(AppState& s, const CheckpointRef& ref, const InductionParams& params) {
+#ifdef BITFSCK_APP_HAVE_MODEL
+    const CheckpointData* c = find_checkpoint(s, ref);
+    if (!c) {
+        log_error(s, "induction: open a checkpoint first");
+        return false;
+    }
+    auto keep = find_document(s, ref.document)->checkpoints[ref.checkpoint];
+    if (s.induction.job) {
+        // The forward pass cannot stop midway: the old job runs to its end, its result dropped.
+        s.induction.job->job->cancel();
+        s.abandoned.push_back(std::move(s.induction.job->job));
+    }
+    InductionJob job;
+    job.checkpoint = ref;
+    job.params = params;
+    const std::string title = "induction probe of " + checkpoint_label(s, ref);
+    job.job = std::make_unique<Job<model::InductionReport>>(title, [keep, params](JobControl& c) {
+        // The bar: a tenth for loading (config, tensors, quantization), the rest for the forward
+        // passes. Cancelling stops at the next step boundary (the library polls no flag itself).
+        c.progress(0, 100, "loading the model on " + params.device);
+        model::InductionOptions o = induction_options(params);
+        model::Model m = model::Model::load(*keep->checkpoint, o.load);
+        if (c.cancel_requested()) throw analysis::Cancelled();
+        c.progress(10, 100, "forward pass on " + m.device());
+        o.progress = [&c](std::int64_t done, std::int64_t total) {
+            c.progress(10 + static_cast<std::uint64_t>(total > 0 ? 90.0 * double(done) / double(total) : 0.0), 100, "forward passes");
+            if (c.cancel_requested()) throw analysis::Cancelled();
+        };
+        return model::run_induction(m, keep->path.string(), o);
+    });
+    s.induction.job = std::move(job);
+    log_info(s, title + " (" + params_label(params) + ")");
+    return true;
+#else
+    (void)ref;
+    (void)params;
+    log_error(s, "induction: this bitfsck-gui was built without model/ (configure with -DBITFSCK_BUILD_MODEL=ON)");
+    return false;
+#endif
+}
+
+namespace {
+
+std::function<repair::TensorPreview(JobControl&)> preview_work(std::shared_ptr<const CheckpointData> keep, std::string tensor,
+                                                               RepairParams params) {
+    return [keep = std::move(keep), tensor = std::move(tensor), params = std::move(params)](JobControl& c) {
+        c.progress(0, 1, "repairing " + tensor + " in memory");
+        repair::RepairOptions o = repair_options(params, keep->report);
+        o.cancel = c.cancel_flag();
+        return repair::preview_repair(*keep->checkpoint, keep->report, tensor, o);
+    };
+}
+
+std::string preview_title(const AppState& s, const CheckpointRef& ref, const std::string& tensor, const RepairParams& params) {
+    return "repair preview of " + tensor + " in " + checkpoint_label(s, ref) + " (" + repair_params_label(params) + ")";
+}
+
+}  // namespace
+
+bool start_repair_preview(AppState& s, const CheckpointRef& ref, const std::string& tensor, const RepairParams& params) {
+    if (!find_checkpoint(s, ref)) {
+        log_error(s, "repair: open a checkpoint first");
+        return false;
+    }
+    auto keep = find_document(s, ref.document)->checkpoints[ref.checkpoint];
+    if (s.repair.preview_job) {
+        s.repair.preview_job->job->cancel();
+        s.abandoned.push_back(std::move(s.repair.preview_job->job));
+    }
+    RepairPreviewJob job{ref, tensor, params, nullptr};
+    job.job = std::make_unique<Job<repair::TensorPreview>>(preview_title(s, ref, tensor, params), preview_work(keep, tensor, params));
+    s.repair.preview_job = std::move(job);
+    s.repair.preview_error.clear();
+    return true;
+}
+
+bool run_repair_preview(AppState& s, const CheckpointRef& ref, const std::string& tensor, const RepairParams& params) {
+    if (!find_checkpoint(s, ref)) {
+        log_error(s, "repair: open a checkpoint first");
+        return false;
+    }
+    auto keep = find_document(s, ref.document)->checkpoints[ref.checkpoint];
+    JobControl control;
+    try {
+        s.repair.preview = RepairPreview{ref, tensor, params, preview_work(keep, tensor, params)(control)};
+        s.repair.preview_error.clear();
+        return true;
+    } catch (const std::exception& e) {
+        s.repair.preview_error = e.what();
+        log_error(s, preview_title(s, ref, tensor, params) + ": " + e.what());
+        return false;
+    }
+}
+
+bool start_repair_run(AppState& s, const CheckpointRef& ref, const RepairParams& params, const fs::path& output,
+                      const std::string& only_tensor) {
+    const CheckpointData* c = find_checkpoint(s, ref);
+    if (!c) {
+        log_error(s, "repair: open a checkpoint first");
+        return false;
+    }
+    if (s.repair.run_job) {
+        log_error(s, "repair: one repair is already being written (" + s.repair.run_job->job->title() + ")");
+        return false;
+    }
+    const fs::path input = c->path;
+    repair::RepairOptions o = repair_options(params, c->report, only_tensor);
+    RepairRunJob job{ref, input, output, params, nullptr};
+    const std::string title = "repair " + input.filename().string() + " -> " + output.string() + " (" + repair_params_label(params) + ")";
+    job.job = std::make_unique<Job<repair::RepairLog>>(title, [input, output, o](JobControl& control) {
+        repair::RepairOptions options = o;
+        options.cancel = control.cancel_flag();
+        options.progress = [&control](std::uint64_t done, std::uint64_t total, const std::string& label) {
+            control.progress(done, total, label);
+        };
+        control.progress(0, 1, "repairing");
+        return repair::repair_checkpoint(input, output, options);
+    });
+    s.repair.run_job = std::move(job);
+    log_info(s, title);
+    return true;
+}
+
 int poll_jobs(AppState& s) {
     int finished = 0;
     for (auto it = s.loads.begin(); it != s.loads.end();) {
@@ -152,8 +284,17 @@ int poll_jobs(AppState& s) {
                 else if (!d.checkpoints.empty())
                     line += ": " + std::string(analysis::verdict_name(d.checkpoints.front()->report.verdict));
                 for (const auto& skip : d.skipped) log_info(s, "skipped " + skip);
-                add_document(s, std::move(d));
+                const fs::path opened = d.path;
+                const int id = add_document(s, std::move(d));
                 log_info(s, line);
+                // A repaired output: shown next to its source in the compare view.
+                if (s.repair.open_pending && s.repair.open_pending->first == opened) {
+                    if (find_checkpoint(s, s.repair.open_pending->second)) {
+                        s.compare_a = s.repair.open_pending->second;
+                        s.compare_b = CheckpointRef{id, 0};
+                    }
+                    s.repair.open_pending.reset();
+                }
                 break;
             }
             case JobStatus::Failed: log_error(s, job.error()); break;
@@ -177,21 +318,100 @@ int poll_jobs(AppState& s) {
         }
         s.diff_job.reset();
     }
+#ifdef BITFSCK_APP_HAVE_MODEL
+    if (s.induction.job && s.induction.job->job->finished()) {
+        ++finished;
+        auto& job = *s.induction.job->job;
+        if (job.status() == JobStatus::Done) {
+            InductionResult r{s.induction.job->checkpoint, s.induction.job->params, std::move(*job.take())};
+            std::string line = job.title() + ": " + std::to_string(r.report.specialists) + " of " +
+                               std::to_string(r.report.layers * r.report.heads) + " heads with IPMR >= " +
+                               fmt_g(r.report.specialist_threshold);
+            if (!r.report.top.empty()) {
+                const auto& t = r.report.top.front();
+                line += ", top " + head_label({t.layer, t.head}) + " (IPMR " + fmt_g(t.metrics.ipmr) + ")";
+            }
+            // Results of a document closed meanwhile are dropped.
+            if (find_checkpoint(s, r.checkpoint)) add_induction_result(s, std::move(r));
+            log_info(s, line);
+        } else if (job.status() == JobStatus::Failed) {
+            log_error(s, job.error());
+        } else {
+            log_info(s, "cancelled: " + job.title());
+        }
+        s.induction.job.reset();
+    }
+#endif
+    if (s.repair.preview_job && s.repair.preview_job->job->finished()) {
+        ++finished;
+        auto& job = *s.repair.preview_job->job;
+        if (job.status() == JobStatus::Done) {
+            const RepairPreviewJob& pj = *s.repair.preview_job;
+            if (find_checkpoint(s, pj.checkpoint)) s.repair.preview = RepairPreview{pj.checkpoint, pj.tensor, pj.params, std::move(*job.take())};
+        } else if (job.status() == JobStatus::Failed) {
+            s.repair.preview_error = job.error();
+            log_error(s, job.title() + ": " + job.error());
+        }
+        s.repair.preview_job.reset();
+    }
+    if (s.repair.run_job && s.repair.run_job->job->finished()) {
+        ++finished;
+        auto& job = *s.repair.run_job->job;
+        if (job.status() == JobStatus::Done) {
+            RepairRun r{s.repair.run_job->source, s.repair.run_job->output, s.repair.run_job->params, std::move(*job.take())};
+            log_info(s, "repaired " + r.log.input + " -> " + r.log.output + ": " + std::to_string(r.log.tensors.size()) +
+                            " tensors changed, verdict " + verdict_change(r.log) + " (log " +
+                            repair::repair_log_path(r.output).string() + ")");
+            s.repair.open_pending = std::make_pair(r.output, r.source);
+            start_open(s, r.output);
+            s.repair.last_run = std::move(r);
+        } else if (job.status() == JobStatus::Failed) {
+            log_error(s, job.error());
+        } else {
+            log_info(s, "cancelled: " + job.title());
+        }
+        s.repair.run_job.reset();
+    }
     s.abandoned.erase(std::remove_if(s.abandoned.begin(), s.abandoned.end(), [](const auto& j) { return j->finished(); }),
                       s.abandoned.end());
     return finished;
 }
 
-bool busy(const AppState& s) { return !s.loads.empty() || s.diff_job.has_value(); }
+bool busy(const AppState& s) {
+#ifdef BITFSCK_APP_HAVE_MODEL
+    if (s.induction.job) return true;
+#endif
+    return !s.loads.empty() || s.diff_job.has_value() || s.repair.preview_job.has_value() || s.repair.run_job.has_value();
+}
 
 void cancel_all(AppState& s) {
     for (auto& l : s.loads) l.job->cancel();
+    if (s.repair.preview_job) {
+        s.repair.preview_job->job->cancel();
+        s.abandoned.push_back(std::move(s.repair.preview_job->job));
+        s.repair.preview_job.reset();
+    }
+    if (s.repair.run_job) {
+        // repair_checkpoint polls the flag and writes under a temporary name: nothing half-written stays.
+        s.repair.run_job->job->cancel();
+        log_info(s, "cancelled: " + s.repair.run_job->job->title());
+        s.abandoned.push_back(std::move(s.repair.run_job->job));
+        s.repair.run_job.reset();
+    }
     if (s.diff_job) {
         s.diff_job->job->cancel();
         log_info(s, "cancelled: " + s.diff_job->job->title());
         s.abandoned.push_back(std::move(s.diff_job->job));
         s.diff_job.reset();
     }
+#ifdef BITFSCK_APP_HAVE_MODEL
+    if (s.induction.job) {
+        s.induction.job->job->cancel();
+        log_info(s, "cancelled: " + s.induction.job->job->title());
+        s.abandoned.push_back(std::move(s.induction.job->job));
+        s.induction.job.reset();
+    }
+#endif
 }
 
 float overall_progress(const AppState& s, std::string* label) {
@@ -208,6 +428,11 @@ float overall_progress(const AppState& s, std::string* label) {
     };
     for (const auto& l : s.loads) add(*l.job);
     if (s.diff_job) add(*s.diff_job->job);
+    if (s.repair.preview_job) add(*s.repair.preview_job->job);
+    if (s.repair.run_job) add(*s.repair.run_job->job);
+#ifdef BITFSCK_APP_HAVE_MODEL
+    if (s.induction.job) add(*s.induction.job->job);
+#endif
     if (label) *label = n > 1 ? first + " (+" + std::to_string(n - 1) + " more)" : first;
     return n ? sum / static_cast<float>(n) : 0.0f;
 }

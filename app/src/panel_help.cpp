@@ -25,7 +25,10 @@ void draw_help(AppState& s) {
                            "layer-role, heat maps of std and ternary zeros. Tensor: histograms with the quantizer threshold, "
                            "ternary codes, dead rows; a sick tensor beside a healthy one. Run timeline: figures against step, "
                            "collapse onset and last healthy checkpoint; click a step to open it. Compare: per-tensor change and "
-                           "code flips between two checkpoints.");
+                           "code flips between two checkpoints. Induction: runs bitfsck_model's induction probe on the checkpoint "
+                           "shown and draws a layers x heads heat map of IPMR or the induction score (hover a cell for its "
+                           "figures). Repair: a bitfsck_repair step (svd, align, inflate) previewed on one tensor, histograms "
+                           "before and after, then written beside the input and opened next to it.");
     }
     if (ImGui::CollapsingHeader("Verdict rules", ImGuiTreeNodeFlags_DefaultOpen)) {
         ImGui::TextWrapped("%s", explain_verdict(th).c_str());

@@ -9,14 +9,6 @@
 
 namespace bitfsck::app {
 
-namespace {
-
-struct HistogramView {
-    const analysis::Histogram* h;
-    bool log_axis;      // x is log10|w|
-    double threshold;   // gamma'/2 in the x units' domain (a value, not its log)
-};
-
 void draw_histogram(const HistogramView& v, palette::Rgb colour, ImVec2 size) {
     const analysis::Histogram& h = *v.h;
     ImDrawList* dl = ImGui::GetWindowDrawList();
@@ -96,6 +88,8 @@ void draw_ternary_bar(const analysis::TernaryFractions& t, ImVec2 size) {
         x += w;
     }
 }
+
+namespace {
 
 void draw_tensor_card(AppState& s, const TensorRef& ref, palette::Rgb colour, ImVec2 size) {
     const analysis::TensorStats* t = find_tensor_stats(s, ref);

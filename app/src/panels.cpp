@@ -11,6 +11,8 @@ const std::vector<Panel>& panels() {
         {"tensor", "Tensor", View::Tensor, &draw_tensor},
         {"timeline", "Run timeline", View::Timeline, &draw_timeline},
         {"compare", "Compare", View::Compare, &draw_compare},
+        {"induction", "Induction", View::Induction, &draw_induction},
+        {"repair", "Repair", View::Repair, &draw_repair},
         {"help", "Help", std::nullopt, &draw_help},
     };
     return list;

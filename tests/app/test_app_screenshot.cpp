@@ -12,6 +12,7 @@
 
 #include <stb_image.h>  // implementation in libstb, linked through pkg-config imgui
 
+#include "bitfsck/app/induction.hpp"  // kHaveModel
 #include "bitfsck/app/palette.hpp"
 #include "support.hpp"
 
@@ -100,10 +101,7 @@ TEST_CASE("bitfsck-gui refuses bad arguments with one line on stderr, before ope
 }
 
 TEST_CASE("screenshots of every view of a single checkpoint", "[xvfb]") {
-    if (!have_xvfb()) {
-        WARN("xvfb-run not installed (apt-get install xvfb xauth libgl1-mesa-dri): screenshots not checked");
-        return;
-    }
+    REQUIRE(have_xvfb());  // scripts/setup installs xvfb xauth libgl1-mesa-dri
     const fs::path ckpt = bitfsck::test::samples_dir() / "training_checkpoint.pt";
 
     SECTION("overview: the pickle's security finding in red on top, the healthy verdict in green") {
@@ -145,14 +143,8 @@ TEST_CASE("screenshots of every view of a single checkpoint", "[xvfb]") {
 }
 
 TEST_CASE("screenshots of every view of the collapsing sample run", "[xvfb][run]") {
-    if (!have_xvfb()) {
-        WARN("xvfb-run not installed: screenshots not checked");
-        return;
-    }
-    if (!run_has_checkpoints()) {
-        WARN("sample_ckpts/run has no step_*.pt yet: run sample_ckpts/make_run.py");
-        return;
-    }
+    REQUIRE(have_xvfb());  // scripts/setup installs xvfb xauth libgl1-mesa-dri
+    REQUIRE(run_has_checkpoints());  // committed; sample_ckpts/make_run.py writes them
     const fs::path run = bitfsck::test::samples_dir() / "run";
 
     SECTION("overview: the run's collapsed verdict in red") {
@@ -182,4 +174,47 @@ TEST_CASE("screenshots of every view of the collapsing sample run", "[xvfb][run]
         CHECK(img.variance() > 100);
         CHECK(img.count(palette::kFlipBar) > 300);
     }
+}
+
+TEST_CASE("screenshot of the induction view: the probe runs first, the heat map is drawn", "[xvfb][model]") {
+    const fs::path model = bitfsck::test::samples_dir() / "models" / "llama_student.pt";
+    if (!bitfsck::app::kHaveModel) {
+        // Built without model/: the view cannot be rendered with a heat map, and says so at once.
+        bitfsck::test::TempDir tmp;
+        auto r = run_command(quote(gui_path()) + " --screenshot " + quote(tmp / "x.png") + " --view induction " + quote(model));
+        CHECK(r.exit_code == 2);
+        CHECK(r.err.find("without model/") != std::string::npos);
+        CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+        return;
+    }
+    REQUIRE(have_xvfb());  // scripts/setup installs xvfb xauth libgl1-mesa-dri
+    Image img = screenshot(model, "induction");
+    CHECK(img.width == 1280);
+    CHECK(img.height == 800);
+    CHECK(img.variance() > 100);
+    // 2 layers x 4 heads, coloured on a scale up to the largest IPMR: the top head's cell is the
+    // ramp's brightest colour, framed cyan; the weaker heads' cells are darker ramp colours.
+    const auto& ramp = palette::kInductionRamp;
+    CHECK(img.count(ramp[4], 6) > 2000);
+    CHECK(img.count(palette::kInductionTop) > 300);
+    long darker = 0;
+    for (int i = 0; i < 4; ++i) darker += img.count(ramp[i], 30);
+    CHECK(darker > 2000);
+    // Nothing from the other views.
+    CHECK(img.count(palette::kCollapsedRow) < 200);
+}
+
+TEST_CASE("screenshot of the repair view: the preview of a collapsed tensor before and after inflate", "[xvfb][run]") {
+    REQUIRE(have_xvfb());  // scripts/setup installs xvfb xauth libgl1-mesa-dri
+    REQUIRE(run_has_checkpoints());  // committed; sample_ckpts/make_run.py writes them
+    fs::path last;
+    for (const auto& e : fs::directory_iterator(bitfsck::test::samples_dir() / "run"))
+        if (e.path().extension() == ".pt" && (last.empty() || e.path().filename() > last.filename())) last = e.path();
+    Image img = screenshot(last, "repair");
+    CHECK(img.width == 1280);
+    CHECK(img.variance() > 100);
+    CHECK(img.count(palette::kHistogramA) > 100);   // before
+    CHECK(img.count(palette::kHistogramB) > 1000);  // after: spread out of the dead zone
+    CHECK(img.count(palette::kTernaryNeg) > 500);
+    CHECK(img.count(palette::kTernaryPos) > 500);
 }

@@ -179,7 +179,8 @@ TEST_CASE("recent files: most recent first, deduplicated, capped, round-tripped 
 
 TEST_CASE("views are named and parsed for --view") {
     for (int i = 0; i < kViewCount; ++i) CHECK(view_from_name(view_name(static_cast<View>(i))) == static_cast<View>(i));
-    CHECK_FALSE(view_from_name("repair").has_value());
+    CHECK(view_from_name("repair") == View::Repair);
+    CHECK_FALSE(view_from_name("fix").has_value());
 }
 
 TEST_CASE("a job reports failure with the library's message, and cancellation") {

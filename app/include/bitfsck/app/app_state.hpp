@@ -15,7 +15,9 @@
 #include "bitfsck/analysis/diff.hpp"
 #include "bitfsck/analysis/report.hpp"
 #include "bitfsck/analysis/timeline.hpp"
+#include "bitfsck/app/induction.hpp"
 #include "bitfsck/app/job.hpp"
+#include "bitfsck/app/repair_view.hpp"
 #include "bitfsck/io/checkpoint.hpp"
 #include "bitfsck/io/object_tree.hpp"
 
@@ -45,9 +47,9 @@ struct Document {
     std::string title() const;
 };
 
-// The views, in tab order (keys 1-5 select them).
-enum class View { Overview, Layers, Tensor, Timeline, Compare };
-inline constexpr int kViewCount = 5;
+// The views, in tab order (keys 1-7 select them).
+enum class View { Overview, Layers, Tensor, Timeline, Compare, Induction, Repair };
+inline constexpr int kViewCount = 7;
 std::string_view view_name(View v);                        // "overview", "layers", ...
 std::optional<View> view_from_name(std::string_view name);
 
@@ -102,6 +104,82 @@ struct DiffJob {
     std::unique_ptr<Job<analysis::CheckpointDiff>> job;
 };
 
+#ifdef BITFSCK_APP_HAVE_MODEL
+// A finished induction probe of one checkpoint.
+struct InductionResult {
+    CheckpointRef checkpoint;
+    InductionParams params;
+    model::InductionReport report;
+};
+
+struct InductionJob {
+    CheckpointRef checkpoint;
+    InductionParams params;
+    std::unique_ptr<Job<model::InductionReport>> job;
+};
+#endif
+
+// The induction view: the parameters of the next probe, what the heat map shows, and the probes
+// run so far (the view shows the latest one of the checkpoint on screen).
+struct InductionView {
+    InductionParams params;
+    InductionMetric metric = InductionMetric::Ipmr;
+    bool scale_to_max = true;             // colour scale [0, largest value] instead of [0, 1]
+    std::optional<HeadCell> hovered;      // under the pointer this frame
+    std::optional<HeadCell> selected;     // clicked (after a run: the top head by IPMR)
+#ifdef BITFSCK_APP_HAVE_MODEL
+    std::vector<InductionResult> results;  // oldest first, at most kMaxInductionResults
+    std::optional<InductionJob> job;
+#endif
+};
+
+inline constexpr std::size_t kMaxInductionResults = 32;
+
+// A tensor repaired in memory (repair::preview_repair) for the before/after histograms.
+struct RepairPreview {
+    CheckpointRef checkpoint;
+    std::string tensor;
+    RepairParams params;
+    repair::TensorPreview preview;
+};
+
+struct RepairPreviewJob {
+    CheckpointRef checkpoint;
+    std::string tensor;
+    RepairParams params;
+    std::unique_ptr<Job<repair::TensorPreview>> job;
+};
+
+// A repair written to disk (repair::repair_checkpoint): the output is opened as a new document.
+struct RepairRun {
+    CheckpointRef source;
+    std::filesystem::path output;
+    RepairParams params;
+    repair::RepairLog log;
+};
+
+struct RepairRunJob {
+    CheckpointRef source;
+    std::filesystem::path input, output;
+    RepairParams params;
+    std::unique_ptr<Job<repair::RepairLog>> job;
+};
+
+// The repair view: the step and parameters, the tensor previewed, the latest preview and run.
+struct RepairView {
+    RepairParams params;
+    std::string tensor;                         // previewed tensor (empty: the default one)
+    std::optional<CheckpointRef> tensor_of;     // the checkpoint `tensor` was picked for
+    bool only_tensor = false;                   // Run repairs only `tensor` (else the default selection)
+    std::optional<RepairPreview> preview;
+    std::string preview_error;                  // why the last preview failed
+    std::optional<RepairRun> last_run;
+    std::optional<RepairPreviewJob> preview_job;
+    std::optional<RepairRunJob> run_job;
+    // A repaired output being opened: when it is loaded, compare it with its source.
+    std::optional<std::pair<std::filesystem::path, CheckpointRef>> open_pending;
+};
+
 struct AppState {
     std::vector<Document> documents;
     int next_document_id = 1;
@@ -125,6 +203,9 @@ struct AppState {
     CheckpointRef diff_a, diff_b;
     DiffColumn diff_sort = DiffColumn::FlipRate;
     bool diff_ascending = false;
+
+    InductionView induction;
+    RepairView repair;
 
     std::vector<LoadJob> loads;
     std::optional<DiffJob> diff_job;
@@ -199,6 +280,17 @@ std::string checkpoint_label(const AppState& s, const CheckpointRef& ref);
 std::optional<std::pair<CheckpointRef, CheckpointRef>> default_compare_pair(const AppState& s);
 // Row order of the diff table.
 std::vector<std::size_t> diff_order(const analysis::CheckpointDiff& d, DiffColumn column, bool ascending);
+
+// The checkpoint the selected document shows, as a ref; nullopt when nothing is open.
+std::optional<CheckpointRef> current_checkpoint_ref(const AppState& s);
+
+#ifdef BITFSCK_APP_HAVE_MODEL
+// The latest probe of that checkpoint (nullptr when none); the heat map shows it.
+const InductionResult* induction_result_for(const AppState& s, const CheckpointRef& ref);
+// Keeps a finished probe (replacing an older one of the same checkpoint, dropping the oldest past
+// kMaxInductionResults) and selects its top head by IPMR.
+void add_induction_result(AppState& s, InductionResult r);
+#endif
 
 // Findings of a report about one layer-role (its label or any of its tensors).
 std::vector<const analysis::Finding*> findings_about(const std::vector<analysis::Finding>& findings,

@@ -23,5 +23,9 @@ inline constexpr Rgb kTernaryPos{230, 120, 80};
 inline constexpr Rgb kOnset{240, 50, 50};            // timeline markers
 inline constexpr Rgb kLastHealthy{60, 220, 90};
 inline constexpr Rgb kFlipBar{240, 170, 40};         // compare view flip-rate bars
+// The induction heat map's ramp (magma-like: dark purple for 0, pale yellow for the top of the
+// scale), and the frame around the top head of the figure shown.
+inline constexpr Rgb kInductionRamp[5] = {{14, 10, 40}, {84, 24, 112}, {182, 54, 110}, {246, 124, 60}, {252, 236, 160}};
+inline constexpr Rgb kInductionTop{60, 230, 230};
 
 }  // namespace bitfsck::app::palette

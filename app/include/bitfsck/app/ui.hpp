@@ -29,6 +29,8 @@ void draw_layers(AppState& s);
 void draw_tensor(AppState& s);
 void draw_timeline(AppState& s);
 void draw_compare(AppState& s);
+void draw_induction(AppState& s);
+void draw_repair(AppState& s);
 void draw_help(AppState& s);
 
 struct UiFlags {
@@ -37,7 +39,7 @@ struct UiFlags {
     View tab_view = View::Overview;  // the view the tab bar showed last frame
 };
 
-// Keyboard shortcuts (Ctrl+O, 1-5, F1); key codes are GLFW's, which ImGui 1.86 indexes KeysDown by.
+// Keyboard shortcuts (Ctrl+O, 1-7, F1); key codes are GLFW's, which ImGui 1.86 indexes KeysDown by.
 void handle_shortcuts(AppState& s, UiFlags& flags);
 // The whole frame: one full-viewport window with the sidebar, the tabs and the status strip,
 // plus the help window when open.
@@ -63,6 +65,16 @@ std::string explain_dead_rows(const analysis::Thresholds& t);
 std::string explain_verdict(const analysis::Thresholds& t);
 // A coloured full-width banner with a line of text (verdicts, security findings).
 void banner(palette::Rgb colour, const std::string& text);
+// A histogram (values, or log10|w| when log_axis) with the rounding threshold +-threshold drawn
+// on it (the tensor view's, reused by the repair view's before/after).
+struct HistogramView {
+    const analysis::Histogram* h;
+    bool log_axis;      // x is log10|w|
+    double threshold;   // gamma'/2 in the x units' domain (a value, not its log)
+};
+void draw_histogram(const HistogramView& v, palette::Rgb colour, ImVec2 size);
+// The ternary -1 / 0 / +1 fractions as one bar.
+void draw_ternary_bar(const analysis::TernaryFractions& t, ImVec2 size);
 // "A vs B" label for a checkpoint ref, shown in pickers.
 bool checkpoint_combo(const char* label, AppState& s, std::optional<CheckpointRef>& ref);
 
