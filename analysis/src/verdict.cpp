@@ -4,6 +4,7 @@
 #include <map>
 #include <utility>
 
+#include "bitfsck/analysis/median.hpp"
 #include "bitfsck/analysis/report.hpp"
 #include "bitfsck/analysis/scan.hpp"
 
@@ -56,12 +57,6 @@ struct Pending {
 };
 
 using GroupKey = std::pair<std::optional<int>, Role>;
-
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    std::size_t m = v.size() / 2;
-    return v.size() % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
-}
 
 class Judge {
 public:

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "bitfsck/analysis/layers.hpp"
+#include "bitfsck/analysis/median.hpp"
 #include "bitfsck/analysis/timeline.hpp"
 #include "bitfsck/io/atomic_write.hpp"
 #include "bitfsck/io/checkpoint_files.hpp"
@@ -62,13 +63,6 @@ TensorFigures figures_of(const analysis::ScanReport& scan, const std::string& na
     for (const auto& t : scan.tensors)
         if (t.name == name) return {t.std, t.absmean, t.ternary.neg, t.ternary.zero, t.ternary.pos, t.dead.dead_rows};
     return {};
-}
-
-double median(std::vector<double> v) {
-    if (v.empty()) return 0;
-    std::sort(v.begin(), v.end());
-    const std::size_t m = v.size() / 2;
-    return v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
 }
 
 // Healthy reference figures for one tensor: the same name in the reference checkpoint, else the
@@ -136,7 +130,7 @@ std::optional<double> healthy_role_absmean(const analysis::ScanReport& scan, Rol
             if (l.layer == place.layer && l.role == role && l.verdict == analysis::Verdict::Healthy) { v.push_back(t.absmean); break; }
     }
     if (v.empty()) return std::nullopt;
-    return median(v);
+    return analysis::median(v);
 }
 
 struct Work {
@@ -155,7 +149,9 @@ void apply_step(const io::Checkpoint& input, const analysis::ScanReport& scan, c
         if (!std::isfinite(v)) throw Error("holds NaN or Inf; repair does not guess values for them");
     const Role role = analysis::place_of(t.name).role;
     const std::string role_label(analysis::role_name(role));
-    const std::optional<Reference> ref = reference ? reference->find(t, options.quantizer) : std::nullopt;
+    // Only align and inflate take targets from the reference; svd would read it for nothing.
+    const bool uses_reference = options.step.kind == StepKind::Align || options.step.kind == StepKind::Inflate;
+    const std::optional<Reference> ref = reference && uses_reference ? reference->find(t, options.quantizer) : std::nullopt;
     long double abs_sum = 0;
     for (double v : values) abs_sum += std::abs(v);
     const double own_absmean = values.empty() ? 0 : static_cast<double>(abs_sum / values.size());

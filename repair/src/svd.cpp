@@ -8,6 +8,7 @@
 #include <Eigen/SVD>
 #include <Spectra/contrib/PartialSVDSolver.h>
 
+#include "bitfsck/analysis/median.hpp"
 #include "bitfsck/io/error.hpp"
 
 namespace bitfsck::repair {
@@ -17,16 +18,6 @@ using RowMajor = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::Ro
 
 Eigen::Map<const RowMajor> view(const Matrix& m) { return {m.values.data(), m.rows, m.cols}; }
 Eigen::Map<RowMajor> view(Matrix& m) { return {m.values.data(), m.rows, m.cols}; }
-
-double median_of(std::vector<double> v) {
-    if (v.empty()) return 0;
-    const std::size_t mid = v.size() / 2;
-    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(mid), v.end());
-    double hi = v[mid];
-    if (v.size() % 2 == 1) return hi;
-    const double lo = *std::max_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(mid));
-    return 0.5 * (lo + hi);
-}
 
 }  // namespace
 
@@ -143,14 +134,14 @@ std::int64_t choose_rank(const std::vector<double>& sigma, std::int64_t rows, st
             return p;
         }
         case RankRule::GavishDonoho: {
-            outcome.threshold = gavish_donoho_omega(beta) * median_of(sigma);
+            outcome.threshold = gavish_donoho_omega(beta) * analysis::median(sigma);
             return count_above(outcome.threshold);
         }
         case RankRule::MarchenkoPastur: {
             // A noise-only n x m matrix with entry variance s^2 has sigma_i^2 / n distributed as
             // MP(beta) s^2: its median singular value is s sqrt(n mu_beta), its largest about
             // s (sqrt(m) + sqrt(n)). The noise level comes from the median, robust to the signal.
-            outcome.noise_sigma = median_of(sigma) / std::sqrt(n * marchenko_pastur_median(beta));
+            outcome.noise_sigma = analysis::median(sigma) / std::sqrt(n * marchenko_pastur_median(beta));
             outcome.threshold = outcome.noise_sigma * (std::sqrt(m) + std::sqrt(n));
             return count_above(outcome.threshold);
         }

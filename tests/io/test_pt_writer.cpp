@@ -16,6 +16,7 @@
 #include "bitfsck/io/pickle_writer.hpp"
 #include "bitfsck/io/pt_writer.hpp"
 #include "bitfsck/io/zip_archive.hpp"
+#include "output_tensors.hpp"
 #include "support.hpp"
 
 using namespace bitfsck;
@@ -37,22 +38,6 @@ std::uint32_t crc32_ref(std::span<const std::byte> data) {
     std::uint32_t c = 0xFFFFFFFFu;
     for (std::byte b : data) c = table[(c ^ static_cast<std::uint8_t>(b)) & 0xFF] ^ (c >> 8);
     return c ^ 0xFFFFFFFFu;
-}
-
-template <class T>
-std::vector<std::byte> to_bytes(const std::vector<T>& v) {
-    std::vector<std::byte> out(v.size() * sizeof(T));
-    if (!v.empty()) std::memcpy(out.data(), v.data(), out.size());
-    return out;
-}
-
-io::OutputTensor make(std::string name, io::DType dtype, std::vector<std::int64_t> shape, std::vector<std::byte> data) {
-    io::OutputTensor t;
-    t.name = std::move(name);
-    t.dtype = dtype;
-    t.shape = std::move(shape);
-    t.data = std::move(data);
-    return t;
 }
 
 // A tensor's elements in logical row-major order, as raw bytes, following offset and strides.
@@ -148,22 +133,12 @@ void check_layout(const fs::path& p) {
 
 std::vector<io::OutputTensor> every_dtype() {
     std::vector<io::OutputTensor> ts;
-    ts.push_back(make("f64", io::DType::F64, {5}, to_bytes(std::vector<double>{0.0, -1.5, 1e300, std::nan(""), -INFINITY})));
-    ts.push_back(make("f32", io::DType::F32, {2, 3}, to_bytes(std::vector<float>{1.f, -0.f, 3.25f, 1e-45f, INFINITY, -7.5f})));
-    ts.push_back(make("f16", io::DType::F16, {4}, to_bytes(std::vector<std::uint16_t>{0x3C00, 0x8000, 0x7BFF, 0x0001})));
-    ts.push_back(make("bf16", io::DType::BF16, {2, 2}, to_bytes(std::vector<std::uint16_t>{0x3F80, 0xBF80, 0x7F80, 0x0001})));
-    ts.push_back(make("i64", io::DType::I64, {3}, to_bytes(std::vector<std::int64_t>{INT64_MIN, -1, INT64_MAX})));
-    ts.push_back(make("i32", io::DType::I32, {2}, to_bytes(std::vector<std::int32_t>{INT32_MIN, 12345})));
-    ts.push_back(make("i16", io::DType::I16, {2}, to_bytes(std::vector<std::int16_t>{-32768, 32767})));
-    ts.push_back(make("i8", io::DType::I8, {3}, to_bytes(std::vector<std::int8_t>{-128, 0, 127})));
-    ts.push_back(make("u8", io::DType::U8, {3}, to_bytes(std::vector<std::uint8_t>{0, 128, 255})));
-    ts.push_back(make("bool", io::DType::Bool, {5}, to_bytes(std::vector<std::uint8_t>{1, 0, 0, 1, 1})));
-    ts.push_back(make("scalar", io::DType::F32, {}, to_bytes(std::vector<float>{2.5f})));
-    ts.push_back(make("empty", io::DType::F32, {0, 3}, {}));
+    ts.push_back(test::output_tensor("f64", io::DType::F64, {5}, test::to_bytes(std::vector<double>{0.0, -1.5, 1e300, std::nan(""), -INFINITY})));
+    for (auto& t : test::small_tensors_of_every_dtype()) ts.push_back(std::move(t));
     std::vector<float> large(300 * 70);
     for (std::size_t i = 0; i < large.size(); ++i) large[i] = static_cast<float>(i) * 0.125f - 100.f;
-    ts.push_back(make("large", io::DType::F32, {300, 70}, to_bytes(large)));
-    auto embed = make("embed.weight", io::DType::F32, {4, 2}, to_bytes(std::vector<float>{1, 2, 3, 4, 5, 6, 7, 8}));
+    ts.push_back(test::output_tensor("large", io::DType::F32, {300, 70}, test::to_bytes(large)));
+    auto embed = test::output_tensor("embed.weight", io::DType::F32, {4, 2}, test::to_bytes(std::vector<float>{1, 2, 3, 4, 5, 6, 7, 8}));
     embed.parameter = true;
     ts.push_back(embed);
     io::OutputTensor head;
@@ -261,7 +236,7 @@ TEST_CASE("extra top-level entries are pickled beside the state dict", "[pt_writ
         {"betas", V::tuple({V::from_float(0.9), V::from_float(0.95), V::from_int(1), V::from_int(2)})},
         {"config", V::ordered_dict({{V::str("hidden"), V::from_int(32)}})},
     };
-    io::write_state_dict_pt(p, {make("w", io::DType::F32, {2}, to_bytes(std::vector<float>{1, 2}))}, options);
+    io::write_state_dict_pt(p, {test::output_tensor("w", io::DType::F32, {2}, test::to_bytes(std::vector<float>{1, 2}))}, options);
     auto c = io::Checkpoint::open(p);
     CHECK(c.state_dict_path() == std::optional<std::string>("model"));
     CHECK(c.step() == std::optional<std::int64_t>(1234));
@@ -286,11 +261,11 @@ TEST_CASE("extra top-level entries are pickled beside the state dict", "[pt_writ
 TEST_CASE("write_state_dict_pt refuses bad input and never replaces an input", "[pt_writer]") {
     test::TempDir dir;
     const auto p = dir / "out.pt";
-    auto f = make("a", io::DType::F32, {2}, to_bytes(std::vector<float>{1, 2}));
+    auto f = test::output_tensor("a", io::DType::F32, {2}, test::to_bytes(std::vector<float>{1, 2}));
     CHECK_THROWS_AS(io::write_state_dict_pt(p, {f, f}), Error);  // duplicate name
-    CHECK_THROWS_AS(io::write_state_dict_pt(p, {make("a", io::DType::F32, {3}, to_bytes(std::vector<float>{1, 2}))}), Error);
-    CHECK_THROWS_AS(io::write_state_dict_pt(p, {make("a", io::DType::U16, {1}, to_bytes(std::vector<std::uint16_t>{1}))}), Error);
-    CHECK_THROWS_AS(io::write_state_dict_pt(p, {make("b", io::DType::Bool, {1}, to_bytes(std::vector<std::uint8_t>{2}))}), Error);
+    CHECK_THROWS_AS(io::write_state_dict_pt(p, {test::output_tensor("a", io::DType::F32, {3}, test::to_bytes(std::vector<float>{1, 2}))}), Error);
+    CHECK_THROWS_AS(io::write_state_dict_pt(p, {test::output_tensor("a", io::DType::U16, {1}, test::to_bytes(std::vector<std::uint16_t>{1}))}), Error);
+    CHECK_THROWS_AS(io::write_state_dict_pt(p, {test::output_tensor("b", io::DType::Bool, {1}, test::to_bytes(std::vector<std::uint8_t>{2}))}), Error);
     io::OutputTensor tied;
     tied.name = "t";
     tied.shape = {3};
@@ -302,7 +277,7 @@ TEST_CASE("write_state_dict_pt refuses bad input and never replaces an input", "
     const std::string before = test::read_text(p);
     io::PtWriteOptions options;
     options.inputs = {p};
-    CHECK_THROWS_AS(io::write_state_dict_pt(p, {make("a", io::DType::F32, {1}, to_bytes(std::vector<float>{9}))}, options), io::FileError);
+    CHECK_THROWS_AS(io::write_state_dict_pt(p, {test::output_tensor("a", io::DType::F32, {1}, test::to_bytes(std::vector<float>{9}))}, options), io::FileError);
     CHECK(test::read_text(p) == before);
     CHECK(std::distance(fs::directory_iterator(dir.path()), fs::directory_iterator{}) == 1);  // no temporary left
 }
@@ -371,7 +346,7 @@ TEST_CASE("rewriting a training checkpoint changes only the replaced tensor", "[
     r.shape = orig.shape;
     std::vector<float> values(static_cast<std::size_t>(orig.numel()));
     for (std::size_t i = 0; i < values.size(); ++i) values[i] = (i % 3 == 0) ? -0.5f : (i % 3 == 1 ? 0.f : 0.5f);
-    r.data = to_bytes(values);
+    r.data = test::to_bytes(values);
     const auto out_path = dir / "rewritten.pt";
     auto report = io::rewrite_checkpoint_pt(src, out_path, {{name, r}});
     CHECK_FALSE(report.repickled);
@@ -467,7 +442,7 @@ TEST_CASE("replacing views and tied tensors writes only their elements of the sh
         io::ReplacementTensor r;
         r.dtype = t.dtype;
         r.shape = t.shape;
-        r.data = to_bytes(values);
+        r.data = test::to_bytes(values);
         return r;
     };
     const auto base = floats(src, tensor(src, "base"));
@@ -521,7 +496,7 @@ TEST_CASE("a legacy-format checkpoint is rewritten in the zip format", "[pt_writ
     io::ReplacementTensor r;
     r.dtype = inv.dtype;
     r.shape = inv.shape;
-    r.data = to_bytes(std::vector<float>(8, 7.f));
+    r.data = test::to_bytes(std::vector<float>(8, 7.f));
     const auto out_path = dir / "legacy_as_zip.pt";
     auto report = io::rewrite_checkpoint_pt(src, out_path, {{"rotary.inv_freq", r}});
     CHECK(report.repickled);

@@ -10,28 +10,13 @@
 #include "bitfsck/io/checkpoint.hpp"
 #include "bitfsck/io/error.hpp"
 #include "bitfsck/io/safetensors_writer.hpp"
+#include "output_tensors.hpp"
 #include "support.hpp"
 
 using namespace bitfsck;
 namespace fs = std::filesystem;
 
 namespace {
-
-template <class T>
-std::vector<std::byte> to_bytes(const std::vector<T>& v) {
-    std::vector<std::byte> out(v.size() * sizeof(T));
-    if (!v.empty()) std::memcpy(out.data(), v.data(), out.size());
-    return out;
-}
-
-io::OutputTensor make(std::string name, io::DType dtype, std::vector<std::int64_t> shape, std::vector<std::byte> data) {
-    io::OutputTensor t;
-    t.name = std::move(name);
-    t.dtype = dtype;
-    t.shape = std::move(shape);
-    t.data = std::move(data);
-    return t;
-}
 
 std::vector<std::byte> stored_bytes(const io::Checkpoint& c, const io::TensorEntry& t) {
     auto s = c.file().bytes(t.storage_file_offset + static_cast<std::uint64_t>(t.storage_offset) * io::dtype_size(t.dtype), t.nbytes());
@@ -44,14 +29,14 @@ TEST_CASE("write_safetensors writes a file the reader and the spec agree on", "[
     test::TempDir dir;
     const auto p = dir / "model.safetensors";
     std::vector<io::OutputTensor> ts;
-    ts.push_back(make("b.weight", io::DType::BF16, {2, 3}, to_bytes(std::vector<std::uint16_t>{0x3F80, 0xBF80, 0, 0x7F80, 1, 2})));
-    ts.push_back(make("a.bias", io::DType::F32, {3}, to_bytes(std::vector<float>{1.5f, -2.f, 0.f})));
-    ts.push_back(make("steps", io::DType::I64, {}, to_bytes(std::vector<std::int64_t>{INT64_MIN})));
-    ts.push_back(make("mask", io::DType::Bool, {4}, to_bytes(std::vector<std::uint8_t>{1, 0, 1, 1})));
-    ts.push_back(make("empty", io::DType::F16, {0, 4}, {}));
+    ts.push_back(test::output_tensor("b.weight", io::DType::BF16, {2, 3}, test::to_bytes(std::vector<std::uint16_t>{0x3F80, 0xBF80, 0, 0x7F80, 1, 2})));
+    ts.push_back(test::output_tensor("a.bias", io::DType::F32, {3}, test::to_bytes(std::vector<float>{1.5f, -2.f, 0.f})));
+    ts.push_back(test::output_tensor("steps", io::DType::I64, {}, test::to_bytes(std::vector<std::int64_t>{INT64_MIN})));
+    ts.push_back(test::output_tensor("mask", io::DType::Bool, {4}, test::to_bytes(std::vector<std::uint8_t>{1, 0, 1, 1})));
+    ts.push_back(test::output_tensor("empty", io::DType::F16, {0, 4}, {}));
     std::vector<std::int8_t> codes(4096);
     for (std::size_t i = 0; i < codes.size(); ++i) codes[i] = static_cast<std::int8_t>(static_cast<int>(i % 3) - 1);
-    ts.push_back(make("codes", io::DType::I8, {64, 64}, to_bytes(codes)));
+    ts.push_back(test::output_tensor("codes", io::DType::I8, {64, 64}, test::to_bytes(codes)));
     io::OutputTensor tied;
     tied.name = "tied";
     tied.dtype = io::DType::F32;
@@ -99,15 +84,15 @@ TEST_CASE("write_safetensors writes a file the reader and the spec agree on", "[
 TEST_CASE("write_safetensors refuses bad input and never replaces an input", "[safetensors_writer]") {
     test::TempDir dir;
     const auto p = dir / "x.safetensors";
-    auto f = make("a", io::DType::F32, {2}, to_bytes(std::vector<float>{1, 2}));
+    auto f = test::output_tensor("a", io::DType::F32, {2}, test::to_bytes(std::vector<float>{1, 2}));
     CHECK_THROWS_AS(io::write_safetensors(p, {f, f}), Error);
-    CHECK_THROWS_AS(io::write_safetensors(p, {make("a", io::DType::F32, {3}, to_bytes(std::vector<float>{1}))}), Error);
-    CHECK_THROWS_AS(io::write_safetensors(p, {make("__metadata__", io::DType::F32, {2}, to_bytes(std::vector<float>{1, 2}))}), Error);
-    CHECK_THROWS_AS(io::write_safetensors(p, {make(std::string("bad\xff", 4), io::DType::F32, {2}, to_bytes(std::vector<float>{1, 2}))}), Error);
+    CHECK_THROWS_AS(io::write_safetensors(p, {test::output_tensor("a", io::DType::F32, {3}, test::to_bytes(std::vector<float>{1}))}), Error);
+    CHECK_THROWS_AS(io::write_safetensors(p, {test::output_tensor("__metadata__", io::DType::F32, {2}, test::to_bytes(std::vector<float>{1, 2}))}), Error);
+    CHECK_THROWS_AS(io::write_safetensors(p, {test::output_tensor(std::string("bad\xff", 4), io::DType::F32, {2}, test::to_bytes(std::vector<float>{1, 2}))}), Error);
     CHECK_FALSE(fs::exists(p));
     io::write_safetensors(p, {f});
     const std::string before = test::read_text(p);
-    CHECK_THROWS_AS(io::write_safetensors(p, {make("b", io::DType::F32, {1}, to_bytes(std::vector<float>{3}))}, {}, {p}), io::FileError);
+    CHECK_THROWS_AS(io::write_safetensors(p, {test::output_tensor("b", io::DType::F32, {1}, test::to_bytes(std::vector<float>{3}))}, {}, {p}), io::FileError);
     CHECK(test::read_text(p) == before);
     CHECK(std::distance(fs::directory_iterator(dir.path()), fs::directory_iterator{}) == 1);
 }

@@ -8,6 +8,7 @@
 
 #include "bitfsck/io/checkpoint.hpp"
 #include "bitfsck/io/pt_writer.hpp"
+#include "output_tensors.hpp"
 #include "support.hpp"
 
 using namespace bitfsck;
@@ -15,13 +16,6 @@ using json = nlohmann::json;
 namespace fs = std::filesystem;
 
 namespace {
-
-template <class T>
-std::vector<std::byte> to_bytes(const std::vector<T>& v) {
-    std::vector<std::byte> out(v.size() * sizeof(T));
-    if (!v.empty()) std::memcpy(out.data(), v.data(), out.size());
-    return out;
-}
 
 std::string hex(std::span<const std::byte> b) {
     static const char* d = "0123456789abcdef";
@@ -31,15 +25,6 @@ std::string hex(std::span<const std::byte> b) {
         s += d[static_cast<unsigned>(x) & 15];
     }
     return s;
-}
-
-io::OutputTensor make(std::string name, io::DType dtype, std::vector<std::int64_t> shape, std::vector<std::byte> data) {
-    io::OutputTensor t;
-    t.name = std::move(name);
-    t.dtype = dtype;
-    t.shape = std::move(shape);
-    t.data = std::move(data);
-    return t;
 }
 
 // Runs a Python script with arguments; returns its stdout parsed as JSON.
@@ -160,25 +145,15 @@ print(json.dumps({"problems": problems, "checked": checked, "keys": [str(k) for 
 
 std::vector<io::OutputTensor> every_dtype() {
     std::vector<io::OutputTensor> ts;
-    ts.push_back(make("f64", io::DType::F64, {5}, to_bytes(std::vector<double>{0.0, -1.5, 1e300, 5e-324, -INFINITY})));
-    ts.push_back(make("f32", io::DType::F32, {2, 3}, to_bytes(std::vector<float>{1.f, -0.f, 3.25f, 1e-45f, INFINITY, -7.5f})));
-    ts.push_back(make("f16", io::DType::F16, {4}, to_bytes(std::vector<std::uint16_t>{0x3C00, 0x8000, 0x7BFF, 0x0001})));
-    ts.push_back(make("bf16", io::DType::BF16, {2, 2}, to_bytes(std::vector<std::uint16_t>{0x3F80, 0xBF80, 0x7F80, 0x0001})));
-    ts.push_back(make("i64", io::DType::I64, {3}, to_bytes(std::vector<std::int64_t>{INT64_MIN, -1, INT64_MAX})));
-    ts.push_back(make("i32", io::DType::I32, {2}, to_bytes(std::vector<std::int32_t>{INT32_MIN, 12345})));
-    ts.push_back(make("i16", io::DType::I16, {2}, to_bytes(std::vector<std::int16_t>{-32768, 32767})));
-    ts.push_back(make("i8", io::DType::I8, {3}, to_bytes(std::vector<std::int8_t>{-128, 0, 127})));
-    ts.push_back(make("u8", io::DType::U8, {3}, to_bytes(std::vector<std::uint8_t>{0, 128, 255})));
-    ts.push_back(make("bool", io::DType::Bool, {5}, to_bytes(std::vector<std::uint8_t>{1, 0, 0, 1, 1})));
-    ts.push_back(make("scalar", io::DType::F32, {}, to_bytes(std::vector<float>{2.5f})));
-    ts.push_back(make("empty", io::DType::F32, {0, 3}, {}));
+    ts.push_back(test::output_tensor("f64", io::DType::F64, {5}, test::to_bytes(std::vector<double>{0.0, -1.5, 1e300, 5e-324, -INFINITY})));
+    for (auto& t : test::small_tensors_of_every_dtype()) ts.push_back(std::move(t));
     std::vector<float> large(512 * 300);
     for (std::size_t i = 0; i < large.size(); ++i) large[i] = static_cast<float>(i) * 0.125f - 100.f;
-    ts.push_back(make("large", io::DType::F32, {512, 300}, to_bytes(large)));
+    ts.push_back(test::output_tensor("large", io::DType::F32, {512, 300}, test::to_bytes(large)));
     std::vector<std::int8_t> codes(6 * 1000);
     for (std::size_t i = 0; i < codes.size(); ++i) codes[i] = static_cast<std::int8_t>(static_cast<int>(i * 7 % 3) - 1);
-    ts.push_back(make("codes", io::DType::I8, {6, 10, 100}, to_bytes(codes)));
-    auto embed = make("embed.weight", io::DType::F32, {4, 2}, to_bytes(std::vector<float>{1, 2, 3, 4, 5, 6, 7, 8}));
+    ts.push_back(test::output_tensor("codes", io::DType::I8, {6, 10, 100}, test::to_bytes(codes)));
+    auto embed = test::output_tensor("embed.weight", io::DType::F32, {4, 2}, test::to_bytes(std::vector<float>{1, 2, 3, 4, 5, 6, 7, 8}));
     embed.parameter = true;
     ts.push_back(embed);
     io::OutputTensor head;
@@ -226,7 +201,7 @@ io::ReplacementTensor new_values(const io::Checkpoint& c, const std::string& nam
     r.shape = t->shape;
     std::vector<float> v(static_cast<std::size_t>(t->numel()));
     for (std::size_t i = 0; i < v.size(); ++i) v[i] = scale * static_cast<float>(static_cast<int>(i % 3) - 1);
-    r.data = to_bytes(v);
+    r.data = test::to_bytes(v);
     return r;
 }
 

@@ -204,7 +204,7 @@ TEST_CASE("repair align on the collapsed sample run moves the distribution to th
         for (const auto& s : rescan.tensors)
             if (s.name == t.name) {
                 CHECK(s.ternary.zero == Approx(t.align->target.zero).margin(0.02));
-                CHECK(s.absmean > 0.5 * t.before.absmean * 10);  // the scale came back from the reference
+                CHECK(s.absmean > 5 * t.before.absmean);  // the scale came back from the reference
             }
     }
     // With the scale restored and the codes spread again, the MLPs are no longer collapsed.
