@@ -1,4 +1,4 @@
-// `bitfsck induction|generate|perplexity` run in the sibling executable bitfsck-model, which
+// `bitfsck induction|generate|perplexity|finetune` run in the sibling executable bitfsck-model, which
 // links LibTorch; see cli/CMakeLists.txt for why.
 #ifndef BITFSCK_HAVE_MODEL
 #include <unistd.h>
@@ -14,7 +14,7 @@
 namespace bitfsck::cli {
 
 namespace {
-constexpr std::string_view kModelCommands[] = {"induction", "generate", "perplexity"};
+constexpr std::string_view kModelCommands[] = {"induction", "generate", "perplexity", "finetune"};
 }
 
 void add_model_forwarding_subcommands(CLI::App& app) {
@@ -22,6 +22,7 @@ void add_model_forwarding_subcommands(CLI::App& app) {
     app.add_subcommand("induction", "Per-head induction metrics (IPMR) from real forward passes (runs bitfsck-model)");
     app.add_subcommand("generate", "Greedy or sampled decoding with a degeneration check (runs bitfsck-model)");
     app.add_subcommand("perplexity", "Loss and perplexity on a token file (runs bitfsck-model)");
+    app.add_subcommand("finetune", "Fine-tune with anti-collapse regularizers, on CPU or CUDA, one process or many (runs bitfsck-model)");
 }
 
 bool is_model_command(const char* arg) {

@@ -15,7 +15,7 @@ void add_repair_align_subcommand(CLI::App& parent) {
     sub->add_option("--strength", *strength, "t in [0, 1]: w <- (1-t) w + t T(w)")->check(CLI::Range(0.0, 1.0))->capture_default_str();
     sub->add_option("--width", *width, "Width of each peak relative to S (sigma / S)")->check(CLI::NonNegativeNumber)->capture_default_str();
     sub->add_option("--scale", *scale, "Fix S instead of solving for it")->check(CLI::PositiveNumber);
-    sub->add_option("--masses", *masses, "Target masses neg,zero,pos (default: --like's, else a healthy Gaussian layer's: 34.9/30.1/34.9%)")
+    sub->add_option("--masses", *masses, "Target masses neg,zero,pos (default: --like's, else a healthy Gaussian layer's: 34.5/31.0/34.5%)")
         ->delimiter(',')
         ->expected(3);
     sub->footer(repair_footer("  bitfsck repair align step_4000.pt -o aligned.pt --like step_1000.pt\n"

@@ -42,6 +42,7 @@ void add_repair_replay_subcommand(CLI::App& repair);
 void add_induction_subcommand(CLI::App& app);
 void add_generate_subcommand(CLI::App& app);
 void add_perplexity_subcommand(CLI::App& app);
+void add_finetune_subcommand(CLI::App& app);
 #else
 // bitfsck hands these to the sibling executable bitfsck-model (model_forwarding.cpp).
 void add_model_forwarding_subcommands(CLI::App& app);
@@ -60,6 +61,7 @@ inline void add_all_subcommands(CLI::App& app) {
     add_induction_subcommand(app);
     add_generate_subcommand(app);
     add_perplexity_subcommand(app);
+    add_finetune_subcommand(app);
 #else
     add_model_forwarding_subcommands(app);
 #endif

@@ -17,6 +17,7 @@
 #include "scan_options.hpp"
 #include "subcommands.hpp"
 #include "table.hpp"
+#include "timeline_metrics.hpp"
 #include "terminal.hpp"
 #include "bitfsck/io/checkpoint_files.hpp"
 
@@ -117,6 +118,10 @@ void print_timeline(const analysis::Timeline& t) {
 }
 
 void run_timeline(const TimelineFlags& flags, const ScanFlags& scan_flags) {
+    if (flags.inputs.size() == 1 && is_metrics_file(flags.inputs[0])) {
+        run_metrics_timeline(flags.inputs[0], flags.json, make_scan_options(scan_flags).thresholds);
+        return;
+    }
     std::vector<fs::path> files = io::expand_checkpoint_inputs(flags.inputs);
     if (files.empty()) throw CLI::ValidationError("timeline", "no checkpoint files (*.pt, *.safetensors, *.bin) found");
     analysis::ScanOptions options = make_scan_options(scan_flags);
@@ -182,7 +187,7 @@ void add_timeline_subcommand(CLI::App& app) {
     auto flags = std::make_shared<TimelineFlags>();
     auto scan_flags = std::make_shared<ScanFlags>();
     auto* sub = app.add_subcommand("timeline", "Scan a training run's checkpoints in step order: collapse onset and the last healthy checkpoint");
-    sub->add_option("inputs", flags->inputs, "A folder of checkpoints (*.pt, *.safetensors, *.bin) or checkpoint files")
+    sub->add_option("inputs", flags->inputs, "A folder of checkpoints (*.pt, *.safetensors, *.bin), checkpoint files, or one finetune OUT.metrics.jsonl")
         ->required()
         ->check(CLI::ExistingPath);
     sub->add_flag("--json", flags->json, "Print the timeline as JSON on stdout (schema: docs/timeline.schema.json)");
@@ -190,7 +195,7 @@ void add_timeline_subcommand(CLI::App& app) {
     add_scan_flags(*sub, scan_flags);
     sub->footer(
         "Steps come from the checkpoint (step, global_step, ...) or else from the last digits of the file name.\n"
-        "Example:\n  bitfsck timeline run/ --h5 run.h5\n  bitfsck timeline --json run/step_*.pt\n"
+        "Example:\n  bitfsck timeline run/ --h5 run.h5\n  bitfsck timeline --json run/step_*.pt\n  bitfsck timeline cured.pt.metrics.jsonl   (a finetune run, step by step)\n"
         "Exit codes: 0 last step healthy, 2 unreadable file, 3 security findings, 4 last step degraded, 5 last step collapsed.");
     sub->callback([flags, scan_flags] {
         // Anything left is about an output (the HDF5 report): say so and exit 2, never abort.

@@ -57,7 +57,7 @@ std::string explain_repair_step(repair::StepKind k) {
         case repair::StepKind::Align:
             return "Wasserstein alignment: moves each tensor's weights towards three Gaussians of width `width` x S at -S, 0, +S "
                    "by the exact 1-D optimal transport map (the order of weights is kept). Masses: those of the same tensor in "
-                   "the --like checkpoint, else a healthy Gaussian layer's (p0 ~ 30.1%). strength t moves each weight part of "
+                   "the --like checkpoint, else a healthy Gaussian layer's (p0 ~ 31.0%). strength t moves each weight part of "
                    "the way: w <- (1 - t) w + t T(w). S is solved so that the quantizer gives the target zero mass.";
         case repair::StepKind::Inflate:
             return "Pushes weights out of the quantizer's dead zone |w| < tau x g (tau 0.5: exactly the weights that round to 0) "

@@ -112,4 +112,27 @@ void write_safetensors(const std::filesystem::path& path, const std::vector<Outp
     });
 }
 
+void rewrite_safetensors(const Checkpoint& source, const std::filesystem::path& path,
+                         const std::map<std::string, ReplacementTensor>& replacements,
+                         std::vector<std::filesystem::path> inputs) {
+    inputs.push_back(source.path());
+    std::vector<OutputTensor> tensors;
+    for (const TensorEntry* t : source.state_dict_tensors()) {
+        OutputTensor o;
+        o.name = t->name;
+        o.dtype = t->dtype;
+        o.shape = t->shape;
+        if (auto it = replacements.find(t->name); it != replacements.end()) {
+            if (it->second.dtype != t->dtype || it->second.shape != t->shape || it->second.bytes().size() != t->nbytes())
+                throw Error(source.path().string() + ": the replacement of '" + t->name + "' does not match its dtype and shape");
+            o.view = it->second.bytes();
+        } else {
+            o.view = source.file().bytes(t->storage_file_offset + static_cast<std::uint64_t>(t->storage_offset) * dtype_size(t->dtype),
+                                         t->nbytes(), "tensor data");
+        }
+        tensors.push_back(std::move(o));
+    }
+    write_safetensors(path, tensors, source.metadata(), inputs);
+}
+
 }  // namespace bitfsck::io

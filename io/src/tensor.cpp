@@ -77,6 +77,50 @@ std::uint16_t float_to_bfloat16(float f) {
 
 namespace {
 
+template <typename T>
+std::vector<std::byte> encode_floats(std::span<const T> v, DType dtype, const std::string& what) {
+    std::vector<std::byte> out(v.size() * dtype_size(dtype));
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        switch (dtype) {
+            case DType::F64: {
+                const double d = static_cast<double>(v[i]);
+                std::memcpy(out.data() + 8 * i, &d, 8);
+                break;
+            }
+            case DType::F32: {
+                const float f = static_cast<float>(v[i]);
+                std::memcpy(out.data() + 4 * i, &f, 4);
+                break;
+            }
+            case DType::F16:
+            case DType::BF16: {
+                const float f = static_cast<float>(v[i]);
+                const std::uint16_t h = dtype == DType::F16 ? float_to_half(f) : float_to_bfloat16(f);
+                std::memcpy(out.data() + 2 * i, &h, 2);
+                break;
+            }
+            default:
+                throw Error(what + ": only float64, float32, float16 and bfloat16 tensors can be written with new values, not " +
+                                  std::string(dtype_name(dtype)));
+        }
+    }
+    if (v.empty() && dtype != DType::F64 && dtype != DType::F32 && dtype != DType::F16 && dtype != DType::BF16)
+        throw Error(what + ": only float64, float32, float16 and bfloat16 tensors can be written with new values, not " +
+                          std::string(dtype_name(dtype)));
+    return out;
+}
+
+}  // namespace
+
+std::vector<std::byte> encode_float_values(std::span<const double> values, DType dtype, const std::string& what) {
+    return encode_floats(values, dtype, what);
+}
+std::vector<std::byte> encode_float_values(std::span<const float> values, DType dtype, const std::string& what) {
+    return encode_floats(values, dtype, what);
+}
+
+namespace {
+
 float e4m3fn_to_float(std::uint8_t b) {
     const bool negative = b & 0x80u;
     const int exp = (b >> 3) & 0xf;

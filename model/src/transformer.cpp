@@ -1,6 +1,6 @@
 // The forward passes of the three layouts, in LibTorch. The only translation unit of bitfsck that
 // includes torch: everything else talks to Model through model.hpp.
-#include "torch_compat.h"
+#include "trainable.h"
 
 #include <cmath>
 #include <limits>
@@ -25,10 +25,16 @@ struct QLinear {
     bool quant = true;
     bool reciprocal = false;
     ActEps eps = ActEps::Add;
+    // Training: `w` is the fp32 latent weight (a leaf, or a transposed view of one) and both
+    // quantizers run in every forward with straight-through estimators, as BitLinear trains.
+    bool ste = false;
+    WeightQuant weight_quant = WeightQuant::PerTensor;
 
     at::Tensor operator()(const at::Tensor& x) const {
         at::Tensor y;
-        if (!quant) {
+        if (ste) {
+            y = quant ? at::linear(ste_activations(x), ste_weights()) : at::linear(x, w);
+        } else if (!quant) {
             y = at::linear(x, w);
         } else if (eps == ActEps::Add) {
             // Distillix: s = max|x| + 1e-8, xq = round(clamp(x/s·127)), y = (xq·Wqᵀ)·γ·s/127
@@ -45,6 +51,28 @@ struct QLinear {
         }
         if (bias.defined()) y = y + bias;
         return y;
+    }
+
+    // The forward sees the dequantized int8 activations; the backward treats the rounding as the
+    // identity (x + (q(x) − x).detach()), as bitnet_reference.py and the Distillix trainer do.
+    at::Tensor ste_activations(const at::Tensor& x) const {
+        at::Tensor xq;
+        if (eps == ActEps::Add) {
+            at::Tensor s = x.abs().amax({-1}, true) + 1e-8;
+            xq = at::round(at::clamp(x / s * 127.0, -128.0, 127.0)) * s / 127.0;
+        } else {
+            at::Tensor inv = 127.0 / x.abs().amax({-1}, true).clamp_min(1e-5);
+            xq = at::clamp(at::round(x * inv), -128.0, 127.0) / inv;
+        }
+        return x + (xq - x).detach();
+    }
+
+    // Absmean ternary with γ = mean|W| + 1e-8 (per tensor or per output row); gradients go
+    // straight through to the latent weight, none through γ.
+    at::Tensor ste_weights() const {
+        at::Tensor g = (weight_quant == WeightQuant::PerTensor ? w.abs().mean() : w.abs().mean({1}, true)) + 1e-8;
+        at::Tensor wq = at::clamp(at::round(w / g), -1, 1) * g;
+        return w + (wq - w).detach();
     }
 };
 
@@ -208,7 +236,11 @@ namespace {
 
 class Loader {
 public:
-    Loader(const io::Checkpoint& ck, Model::Impl& m) : ck_(ck), m_(m) {
+    // With `trainable`, every tensor is loaded as an fp32 leaf that requires grad (packed ternary
+    // exports as their decoded float view) and recorded there once; BitLinears quantize in each
+    // forward with straight-through estimators.
+    Loader(const io::Checkpoint& ck, Model::Impl& m, std::vector<TrainableParameter>* trainable = nullptr)
+        : ck_(ck), m_(m), trainable_(trainable) {
         for (const auto* t : ck.state_dict_tensors()) by_name_.emplace(t->name, t);
     }
 
@@ -231,7 +263,15 @@ public:
             if (optional) return {};
             throw ModelError(m_.file + ": tensor '" + tensor_name(m_.cfg, local) + "' is missing");
         }
-        return host(*e).to(m_.device);
+        at::Tensor t = host(*e).to(m_.device);
+        if (trainable_) t = leaf(*e, t);
+        return t;
+    }
+
+    at::Tensor leaf(const io::TensorEntry& e, at::Tensor t) const {
+        t = t.detach().clone().requires_grad_(true);
+        trainable_->push_back({e.name, t, e.encoding != io::TensorEncoding::Plain});
+        return t;
     }
 
     QLinear linear(const std::string& local, bool conv1d = false, const std::string& bias_local = {}) const {
@@ -242,6 +282,15 @@ public:
         q.quant = cfg.quantize;
         q.eps = cfg.act_eps;
         if (!bias_local.empty()) q.bias = plain(bias_local, true);
+        if (trainable_) {
+            if (e->encoding == io::TensorEncoding::Plain && e->dtype == io::DType::U8)
+                throw ModelError(m_.file + ": tensor '" + e->name + "' is a packed uint8 matrix; only float or decodable ternary exports can be trained");
+            at::Tensor w = leaf(*e, host(*e).to(m_.device));
+            q.ste = true;
+            q.weight_quant = cfg.weight_quant;
+            q.w = conv1d ? w.t() : w;
+            return q;
+        }
 
         const auto* ws = find(local + "_scale");  // HF: "...proj.weight_scale"
         if (e->encoding != io::TensorEncoding::Plain) {
@@ -317,6 +366,7 @@ public:
 private:
     const io::Checkpoint& ck_;
     Model::Impl& m_;
+    std::vector<TrainableParameter>* trainable_;
     std::map<std::string, const io::TensorEntry*> by_name_;
 };
 
@@ -348,14 +398,9 @@ Model::Model(Model&&) noexcept = default;
 Model& Model::operator=(Model&&) noexcept = default;
 Model::~Model() = default;
 
-Model Model::load(const io::Checkpoint& checkpoint, const LoadOptions& options) {
-    auto impl = std::make_shared<Impl>();
-    impl->device = parse_device(options.device);
-    impl->cfg = resolve_config(checkpoint, options.config);
-    impl->file = checkpoint.path().string();
-    if (options.threads > 0) at::set_num_threads(options.threads);
-    c10::InferenceMode guard;
-    Loader ld(checkpoint, *impl);
+namespace {
+
+void build_layers(Model::Impl* impl, const Loader& ld) {
     const ModelConfig& cfg = impl->cfg;
     const bool gpt2 = cfg.layout == Layout::Gpt2;
     impl->embed = ld.plain(gpt2 ? "wte.weight" : "embed_tokens.weight");
@@ -391,8 +436,44 @@ Model Model::load(const io::Checkpoint& checkpoint, const LoadOptions& options) 
         }
         impl->layers.push_back(std::move(L));
     }
+}
+
+std::shared_ptr<Model::Impl> start_impl(const io::Checkpoint& checkpoint, const LoadOptions& options) {
+    auto impl = std::make_shared<Model::Impl>();
+    impl->device = parse_device(options.device);
+    impl->cfg = resolve_config(checkpoint, options.config);
+    impl->file = checkpoint.path().string();
+    if (options.threads > 0) at::set_num_threads(options.threads);
+    return impl;
+}
+
+}  // namespace
+
+Model Model::load(const io::Checkpoint& checkpoint, const LoadOptions& options) {
+    auto impl = start_impl(checkpoint, options);
+    c10::InferenceMode guard;
+    build_layers(impl.get(), Loader(checkpoint, *impl));
     return Model(std::move(impl));
 }
+
+TrainableModel load_trainable(const io::Checkpoint& checkpoint, const LoadOptions& options) {
+    TrainableModel m;
+    m.impl = start_impl(checkpoint, options);
+    if (m.impl->cfg.layout == Layout::HfBitNet)
+        throw ModelError(checkpoint.path().string() + ": fine-tuning trains the Llama-style student and GPT-2 BitNet layouts; "
+                         "this is a Hugging Face BitNet checkpoint");
+    build_layers(m.impl.get(), Loader(checkpoint, *m.impl, &m.parameters));
+    return m;
+}
+
+at::Tensor TrainableModel::logits(const at::Tensor& ids) const {
+    at::Tensor host = ids.to(at::kCPU).contiguous();
+    impl->check_ids(std::span<const std::int64_t>(host.data_ptr<std::int64_t>(), host.numel()), 0, ids.size(1));
+    return impl->run(ids.to(impl->device), 0, nullptr, nullptr, true);
+}
+
+const ModelConfig& TrainableModel::config() const { return impl->cfg; }
+at::Device TrainableModel::device() const { return impl->device; }
 
 const ModelConfig& Model::config() const { return impl_->cfg; }
 std::string Model::device() const { return impl_->device.str(); }

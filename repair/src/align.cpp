@@ -208,4 +208,12 @@ AlignOutcome align_to_lattice(std::span<double> w, const LatticeMasses& masses, 
     return out;
 }
 
+double unit_three_peak_quantile(double zero_mass, double width, double u) {
+    ThreePeakTarget t;
+    t.masses = {(1 - zero_mass) / 2, zero_mass, (1 - zero_mass) / 2};
+    t.scale = 1;
+    t.width = width;
+    return three_peak_quantile(t, u);
+}
+
 }  // namespace bitfsck::repair

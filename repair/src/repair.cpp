@@ -35,28 +35,7 @@ std::vector<double> read_values(const io::Checkpoint& c, const io::TensorEntry& 
 }
 
 std::vector<std::byte> encode(const std::vector<double>& v, io::DType dtype, const std::string& name) {
-    std::vector<std::byte> out(v.size() * io::dtype_size(dtype));
-    switch (dtype) {
-        case io::DType::F64: std::memcpy(out.data(), v.data(), out.size()); break;
-        case io::DType::F32:
-            for (std::size_t i = 0; i < v.size(); ++i) {
-                const float f = static_cast<float>(v[i]);
-                std::memcpy(out.data() + 4 * i, &f, 4);
-            }
-            break;
-        case io::DType::F16:
-        case io::DType::BF16:
-            for (std::size_t i = 0; i < v.size(); ++i) {
-                const float f = static_cast<float>(v[i]);
-                const std::uint16_t h = dtype == io::DType::F16 ? io::float_to_half(f) : io::float_to_bfloat16(f);
-                std::memcpy(out.data() + 2 * i, &h, 2);
-            }
-            break;
-        default:
-            throw Error(name + ": repair writes float64, float32, float16 and bfloat16 tensors, not " +
-                        std::string(io::dtype_name(dtype)));
-    }
-    return out;
+    return io::encode_float_values(std::span<const double>(v), dtype, name);
 }
 
 TensorFigures figures_of(const analysis::ScanReport& scan, const std::string& name) {
@@ -219,15 +198,15 @@ void apply_step(const io::Checkpoint& input, const analysis::ScanReport& scan, c
 void write_output(const io::Checkpoint& input, const fs::path& output, std::vector<Work>& work,
                   const RepairOptions& options, const std::vector<fs::path>& inputs, RepairLog& log) {
     io::ensure_not_an_input(output, inputs);
+    std::map<std::string, io::ReplacementTensor> replacements;
+    for (Work& w : work) {
+        io::ReplacementTensor rt;
+        rt.dtype = w.entry->dtype;
+        rt.shape = w.entry->shape;
+        rt.view = w.bytes;
+        replacements.emplace(w.entry->name, std::move(rt));
+    }
     if (input.format() == io::Format::TorchZip || input.format() == io::Format::TorchLegacy) {
-        std::map<std::string, io::ReplacementTensor> replacements;
-        for (Work& w : work) {
-            io::ReplacementTensor rt;
-            rt.dtype = w.entry->dtype;
-            rt.shape = w.entry->shape;
-            rt.view = w.bytes;
-            replacements.emplace(w.entry->name, std::move(rt));
-        }
         io::RewriteOptions ro;
         ro.drop_optimizer_state = options.drop_optimizer_state;
         const io::RewriteReport report = io::rewrite_checkpoint_pt(input, output, replacements, ro);
@@ -235,22 +214,7 @@ void write_output(const io::Checkpoint& input, const fs::path& output, std::vect
         return;
     }
     if (input.format() == io::Format::Safetensors) {
-        std::map<std::string, const Work*> by_name;
-        for (const Work& w : work) by_name[w.entry->name] = &w;
-        std::vector<io::OutputTensor> tensors;
-        for (const io::TensorEntry* t : input.state_dict_tensors()) {
-            io::OutputTensor o;
-            o.name = t->name;
-            o.dtype = t->dtype;
-            o.shape = t->shape;
-            if (auto it = by_name.find(t->name); it != by_name.end())
-                o.view = it->second->bytes;
-            else
-                o.view = input.file().bytes(t->storage_file_offset + static_cast<std::uint64_t>(t->storage_offset) * io::dtype_size(t->dtype),
-                                            t->nbytes(), "tensor data");
-            tensors.push_back(std::move(o));
-        }
-        io::write_safetensors(output, tensors, input.metadata(), inputs);
+        io::rewrite_safetensors(input, output, replacements, inputs);
         return;
     }
     throw Error(input.path().string() + ": repair writes PyTorch .pt and safetensors checkpoints; convert this " +

@@ -2,6 +2,7 @@
 // Writing safetensors files (huggingface/safetensors): an 8-byte little-endian header length, a
 // JSON header padded with spaces to a multiple of 8 bytes, then the tensors' bytes back to back.
 #include <filesystem>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -17,5 +18,12 @@ namespace bitfsck::io {
 void write_safetensors(const std::filesystem::path& path, const std::vector<OutputTensor>& tensors,
                        const std::vector<std::pair<std::string, std::string>>& metadata = {},
                        const std::vector<std::filesystem::path>& inputs = {});
+
+// Rewrites the safetensors checkpoint `source` to `path` with the tensors named in `replacements`
+// holding new bytes (same dtype and shape) and every other tensor and the metadata as they are.
+// Atomic; refuses to replace `inputs` (the source included).
+void rewrite_safetensors(const Checkpoint& source, const std::filesystem::path& path,
+                         const std::map<std::string, ReplacementTensor>& replacements,
+                         std::vector<std::filesystem::path> inputs = {});
 
 }  // namespace bitfsck::io

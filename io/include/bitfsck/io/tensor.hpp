@@ -132,4 +132,9 @@ float bfloat16_to_float(std::uint16_t b);
 std::uint16_t float_to_half(float f);
 std::uint16_t float_to_bfloat16(float f);
 
+// Values stored as `dtype` (float64, float32, float16 or bfloat16), little-endian, ready for a
+// writer. Throws bitfsck::Error naming `what` for any other dtype.
+std::vector<std::byte> encode_float_values(std::span<const double> values, DType dtype, const std::string& what);
+std::vector<std::byte> encode_float_values(std::span<const float> values, DType dtype, const std::string& what);
+
 }  // namespace bitfsck::io

@@ -18,7 +18,7 @@ struct LatticeMasses {
 };
 
 // What the absmean quantizer makes of a healthy Gaussian layer: P(|x| < E|x| / 2) zeros
-// (erf(1 / sqrt(2 pi)) ~ 30.1%), the rest split evenly.
+// (erf(1 / (2 sqrt(pi))) ~ 31.0%), the rest split evenly.
 LatticeMasses healthy_gaussian_masses();
 
 struct ThreePeakTarget {
@@ -29,6 +29,9 @@ struct ThreePeakTarget {
 
 // The target's quantile function at u in (0, 1).
 double three_peak_quantile(const ThreePeakTarget& target, double u);
+// The quantile at S = 1 of the symmetric target with zero mass p0 and peaks of width sigma/S:
+// what fine-tuning's Wasserstein regularizer scales by each tensor's S.
+double unit_three_peak_quantile(double zero_mass, double width, double u);
 
 struct AlignParams {
     std::optional<LatticeMasses> masses;  // unset: the caller's default (reference or healthy Gaussian)

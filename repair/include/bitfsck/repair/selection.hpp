@@ -8,24 +8,15 @@
 #include <vector>
 
 #include "bitfsck/analysis/report.hpp"
+#include "bitfsck/analysis/selection.hpp"
 #include "bitfsck/io/checkpoint.hpp"
 
 namespace bitfsck::repair {
 
-struct TensorSelection {
-    std::vector<std::pair<int, int>> layers;  // inclusive ranges
-    std::vector<std::string> roles;           // "mlp", "attn", or role names ("mlp_up", "attn_q", "embedding")
-    std::vector<std::string> match;           // shell globs on state-dict names (any may match)
-
-    bool is_default() const { return layers.empty() && roles.empty() && match.empty(); }
-};
-
-// "0,2-5,7" -> {0,0},{2,5},{7,7}. Throws bitfsck::Error for anything else.
-std::vector<std::pair<int, int>> parse_layer_ranges(std::string_view text);
-// Throws bitfsck::Error naming an unknown role.
-void check_role_names(const std::vector<std::string>& roles);
-// fnmatch(3) without flags: *, ?, [...].
-bool glob_match(std::string_view pattern, std::string_view name);
+using analysis::TensorSelection;
+using analysis::check_role_names;
+using analysis::glob_match;
+using analysis::parse_layer_ranges;
 
 struct SelectedTensor {
     std::string name;

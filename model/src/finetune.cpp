@@ -1,0 +1,715 @@
+// The fine-tuning run around the engine: data, the window sampler, the schedule, evaluation,
+// metrics, saving in the input's own layout, and resuming. No LibTorch here (see trainer.cpp).
+#include "bitfsck/model/finetune.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <numbers>
+#include <set>
+#include <sstream>
+
+#include "bitfsck/analysis/layers.hpp"
+#include "bitfsck/analysis/timeline.hpp"
+#include "bitfsck/io/atomic_write.hpp"
+#include "bitfsck/io/pt_writer.hpp"
+#include "bitfsck/io/safetensors_writer.hpp"
+#include "bitfsck/io/tensor.hpp"
+
+namespace bitfsck::model {
+namespace fs = std::filesystem;
+using ojson = nlohmann::ordered_json;
+
+// ---- names and parsing ----------------------------------------------------------------------
+
+std::string_view optimizer_name(OptimizerKind k) {
+    switch (k) {
+        case OptimizerKind::AdamW: return "adamw";
+        case OptimizerKind::Sgd: return "sgd";
+        case OptimizerKind::Muon: return "muon";
+    }
+    return "?";
+}
+
+OptimizerKind parse_optimizer(std::string_view s) {
+    if (s == "adamw") return OptimizerKind::AdamW;
+    if (s == "sgd") return OptimizerKind::Sgd;
+    if (s == "muon") return OptimizerKind::Muon;
+    throw ModelError("--optimizer " + std::string(s) + ": expected adamw, sgd or muon");
+}
+
+ScheduleKind parse_schedule(std::string_view s) {
+    if (s == "cosine") return ScheduleKind::Cosine;
+    if (s == "linear") return ScheduleKind::Linear;
+    if (s == "constant") return ScheduleKind::Constant;
+    throw ModelError("--schedule " + std::string(s) + ": expected cosine, linear or constant");
+}
+
+namespace {
+std::string_view schedule_name(ScheduleKind k) {
+    switch (k) {
+        case ScheduleKind::Cosine: return "cosine";
+        case ScheduleKind::Linear: return "linear";
+        case ScheduleKind::Constant: return "constant";
+    }
+    return "?";
+}
+}  // namespace
+
+double lr_factor(const ScheduleOptions& s, std::int64_t step, std::int64_t total) {
+    if (s.warmup > 0 && step < s.warmup) return static_cast<double>(step + 1) / static_cast<double>(s.warmup);
+    if (s.kind == ScheduleKind::Constant) return 1.0;
+    const std::int64_t span = std::max<std::int64_t>(1, total - s.warmup - 1);
+    const double progress = std::clamp(static_cast<double>(step - s.warmup) / static_cast<double>(span), 0.0, 1.0);
+    const double shape = s.kind == ScheduleKind::Cosine ? 0.5 * (1 + std::cos(std::numbers::pi * progress)) : 1 - progress;
+    return s.min_lr_frac + (1 - s.min_lr_frac) * shape;
+}
+
+std::string_view regularizer_name(RegularizerKind k) {
+    switch (k) {
+        case RegularizerKind::Decay: return "decay";
+        case RegularizerKind::DoubleWell: return "double-well";
+        case RegularizerKind::ThreePeaks: return "three-peaks";
+        case RegularizerKind::Polarize: return "polarize";
+        case RegularizerKind::Wasserstein: return "wasserstein";
+    }
+    return "?";
+}
+
+namespace {
+
+std::vector<std::string> split(std::string_view s, char sep) {
+    std::vector<std::string> out;
+    std::size_t start = 0;
+    while (start <= s.size()) {
+        const auto end = s.find(sep, start);
+        out.emplace_back(s.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start));
+        if (end == std::string_view::npos) break;
+        start = end + 1;
+    }
+    return out;
+}
+
+double parse_number(const std::string& value, const std::string& key, std::string_view spec) {
+    char* end = nullptr;
+    const double v = std::strtod(value.c_str(), &end);
+    if (value.empty() || *end != '\0' || !std::isfinite(v))
+        throw ModelError("--reg " + std::string(spec) + ": " + key + "=" + value + " is not a number");
+    return v;
+}
+
+}  // namespace
+
+Regularizer parse_regularizer(std::string_view spec) {
+    Regularizer r;
+    r.spec = std::string(spec);
+    const auto colon = spec.find(':');
+    const std::string name(spec.substr(0, colon));
+    bool lambda_given = false;
+    if (name == "decay") r.kind = RegularizerKind::Decay;
+    else if (name == "double-well") r.kind = RegularizerKind::DoubleWell;
+    else if (name == "three-peaks") r.kind = RegularizerKind::ThreePeaks;
+    else if (name == "polarize") r.kind = RegularizerKind::Polarize;
+    else if (name == "wasserstein") r.kind = RegularizerKind::Wasserstein;
+    else throw ModelError("--reg " + std::string(spec) + ": unknown regularizer '" + name +
+                          "' (known: decay, double-well, three-peaks, polarize, wasserstein)");
+    if (colon != std::string_view::npos) {
+        for (const auto& item : split(spec.substr(colon + 1), ',')) {
+            if (item.empty()) continue;
+            const auto eq = item.find('=');
+            const std::string key = item.substr(0, eq), value = eq == std::string::npos ? "" : item.substr(eq + 1);
+            if (key == "lambda") r.lambda = parse_number(value, key, spec), lambda_given = true;
+            else if (key == "coupled" && eq == std::string::npos) r.decoupled = false;
+            else if (key == "decoupled" && eq == std::string::npos) r.decoupled = true;
+            else if (key == "strength") r.strength = parse_number(value, key, spec);
+            else if (key == "width") r.width = parse_number(value, key, spec);
+            else if (key == "zeros") r.zero_mass = parse_number(value, key, spec);
+            else if (key == "target") {
+                if (value == "like") r.scale_source = LatticeScale::Reference;
+                else if (value == "own") r.scale_source = LatticeScale::Own;
+                else r.scale_source = LatticeScale::Fixed, r.scale = parse_number(value, key, spec);
+            } else if (key == "layers") {
+                std::string joined = value;
+                std::replace(joined.begin(), joined.end(), '|', ',');
+                try {
+                    r.selection.layers = analysis::parse_layer_ranges(joined);
+                } catch (const Error& e) {
+                    throw ModelError("--reg " + std::string(spec) + ": " + e.what());
+                }
+            } else if (key == "roles") {
+                r.selection.roles = split(value, '|');
+                try {
+                    analysis::check_role_names(r.selection.roles);
+                } catch (const Error& e) {
+                    throw ModelError("--reg " + std::string(spec) + ": " + e.what());
+                }
+            } else if (key == "match") {
+                r.selection.match = split(value, '|');
+            } else {
+                throw ModelError("--reg " + std::string(spec) + ": unknown key '" + key +
+                                 "' (lambda, coupled, decoupled, strength, target, width, zeros, layers, roles, match)");
+            }
+        }
+    }
+    if (r.kind != RegularizerKind::Polarize && !lambda_given)
+        throw ModelError("--reg " + std::string(spec) + ": needs lambda=<weight>");
+    if (r.lambda < 0 || r.strength < 0 || (r.scale_source == LatticeScale::Fixed && r.scale <= 0))
+        throw ModelError("--reg " + std::string(spec) + ": lambda and strength must be ≥ 0 and a fixed target > 0");
+    if (r.zero_mass && (*r.zero_mass <= 0 || *r.zero_mass >= 1))
+        throw ModelError("--reg " + std::string(spec) + ": zeros must be in (0, 1)");
+    return r;
+}
+
+ojson to_json(const Regularizer& r) {
+    ojson j;
+    j["spec"] = r.spec;
+    j["kind"] = regularizer_name(r.kind);
+    if (r.kind != RegularizerKind::Polarize) j["lambda"] = r.lambda;
+    if (r.kind == RegularizerKind::Decay) j["decoupled"] = r.decoupled;
+    if (r.kind == RegularizerKind::Polarize) j["strength"] = r.strength;
+    if (r.kind != RegularizerKind::Decay) {
+        j["target"] = r.scale_source == LatticeScale::Fixed ? ojson(r.scale) : ojson(r.scale_source == LatticeScale::Reference ? "like" : "own");
+    }
+    if (r.kind == RegularizerKind::Wasserstein) {
+        j["width"] = r.width;
+        if (r.zero_mass) j["zeros"] = *r.zero_mass;
+    }
+    j["tensors"] = r.tensors;
+    if (!r.reference_scale.empty()) j["reference_scale"] = r.reference_scale;
+    return j;
+}
+
+void resolve_regularizers(std::vector<Regularizer>& regs, const io::Checkpoint& input, const io::Checkpoint* like,
+                          const std::function<double(double, double, double)>& unit_quantile) {
+    // Reference scales: absmean per layer-role of the healthy checkpoint's ternary matrices.
+    std::map<std::string, double> like_absmean;
+    if (like) {
+        for (const io::TensorEntry* t : like->state_dict_tensors()) {
+            const auto place = analysis::place_of(t->name);
+            if (!analysis::role_is_ternary_matrix(place.role) || !place.is_weight || !io::dtype_is_floating(t->dtype) || t->numel() == 0) continue;
+            std::vector<double> v(static_cast<std::size_t>(t->numel()));
+            like->data(*t).read(0, t->numel(), v.data());
+            double s = 0;
+            for (double x : v) s += std::abs(x);
+            like_absmean[analysis::layer_role_label(place.layer, place.role)] = s / static_cast<double>(v.size());
+        }
+    }
+    for (auto& r : regs) {
+        r.tensors.clear();
+        r.reference_scale.clear();
+        for (const io::TensorEntry* t : input.state_dict_tensors()) {
+            const auto place = analysis::place_of(t->name);
+            const bool matrix = analysis::role_is_ternary_matrix(place.role) && place.is_weight && t->shape.size() == 2;
+            const bool chosen = r.selection.is_default() ? matrix : analysis::explicit_selection_matches(r.selection, t->name).has_value();
+            if (!chosen || t->shared_with) continue;
+            r.tensors.push_back(t->name);
+            if (r.scale_source == LatticeScale::Reference) {
+                if (!like) throw ModelError("--reg " + r.spec + ": target=like needs --like CKPT");
+                const std::string label = analysis::layer_role_label(place.layer, place.role);
+                auto it = like_absmean.find(label);
+                if (it == like_absmean.end())
+                    throw ModelError("--reg " + r.spec + ": " + like->path().string() + " has no " + label + " to take the scale from");
+                r.reference_scale[t->name] = it->second;
+            }
+        }
+        if (r.tensors.empty()) throw ModelError("--reg " + r.spec + ": the selection matches no tensor of " + input.path().string());
+        if (r.kind == RegularizerKind::Wasserstein) {
+            const double p0 = r.zero_mass.value_or(std::erf(1.0 / (2.0 * std::sqrt(std::numbers::pi))));
+            const double width = r.width;
+            r.unit_quantile = [unit_quantile, p0, width](double u) { return unit_quantile(p0, width, u); };
+        }
+    }
+}
+
+// ---- environment ----------------------------------------------------------------------------
+
+namespace {
+
+std::optional<int> env_int(const char* name) {
+    const char* v = std::getenv(name);
+    if (!v || !*v) return std::nullopt;
+    char* end = nullptr;
+    const long x = std::strtol(v, &end, 10);
+    if (*end != '\0' || x < 0 || x > 1'000'000) throw ModelError(std::string("environment variable ") + name + "=" + v + " is not a count");
+    return static_cast<int>(x);
+}
+
+// "node[01-04],other" → "node01"; "a,b" → "a".
+std::string first_slurm_host(std::string list) {
+    const auto comma = list.find(',');
+    const auto bracket = list.find('[');
+    if (bracket != std::string::npos && (comma == std::string::npos || bracket < comma)) {
+        const std::string base = list.substr(0, bracket);
+        std::string inside = list.substr(bracket + 1, list.find(']', bracket) - bracket - 1);
+        inside = inside.substr(0, inside.find_first_of(",-"));
+        return base + inside;
+    }
+    return list.substr(0, comma);
+}
+
+}  // namespace
+
+DistributedEnv distributed_env_from_environment() {
+    DistributedEnv e;
+    if (auto world = env_int("WORLD_SIZE")) {
+        e.source = "torchrun";
+        e.world_size = *world;
+        e.rank = env_int("RANK").value_or(0);
+        e.local_rank = env_int("LOCAL_RANK").value_or(e.rank);
+        if (const char* a = std::getenv("MASTER_ADDR"); a && *a) e.master_addr = a;
+        e.master_port = env_int("MASTER_PORT").value_or(29500);
+    } else if (auto ntasks = env_int("SLURM_NTASKS")) {
+        e.source = "slurm";
+        e.world_size = *ntasks;
+        e.rank = env_int("SLURM_PROCID").value_or(0);
+        e.local_rank = env_int("SLURM_LOCALID").value_or(0);
+        if (const char* a = std::getenv("MASTER_ADDR"); a && *a) e.master_addr = a;
+        else if (const char* nodes = std::getenv("SLURM_STEP_NODELIST"); nodes && *nodes) e.master_addr = first_slurm_host(nodes);
+        else if (const char* nodes2 = std::getenv("SLURM_JOB_NODELIST"); nodes2 && *nodes2) e.master_addr = first_slurm_host(nodes2);
+        // A port derived from the job id, so that two jobs on one node do not collide.
+        e.master_port = env_int("MASTER_PORT").value_or(20000 + env_int("SLURM_JOB_ID").value_or(0) % 20000);
+    }
+    if (e.world_size < 1 || e.rank >= e.world_size)
+        throw ModelError("distributed environment: rank " + std::to_string(e.rank) + " of world size " + std::to_string(e.world_size) +
+                         " (from " + e.source + " variables)");
+    if (e.master_port <= 0 || e.master_port > 65535) throw ModelError("MASTER_PORT " + std::to_string(e.master_port) + " is not a port");
+    return e;
+}
+
+// ---- the run --------------------------------------------------------------------------------
+
+namespace {
+
+std::uint64_t splitmix64(std::uint64_t x) {
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+// The window of global row g at step t is a pure function of (seed, t, g): resuming needs no RNG
+// state, and R ranks drawing rows [r·b, (r+1)·b) see exactly what one process with batch R·b sees.
+std::int64_t window_offset(std::uint64_t seed, std::int64_t step, std::int64_t row, std::int64_t n_offsets) {
+    const std::uint64_t h = splitmix64(seed ^ splitmix64(static_cast<std::uint64_t>(step) * 0x100000001B3ull + static_cast<std::uint64_t>(row)));
+    return static_cast<std::int64_t>(h % static_cast<std::uint64_t>(n_offsets));
+}
+
+struct Data {
+    std::vector<std::int64_t> train, val;
+    std::string val_source;
+};
+
+Data load_data(const FinetuneOptions& o, std::int64_t vocab) {
+    Data d;
+    d.train = read_token_file(o.tokens, o.token_dtype);
+    if (!o.val_tokens.empty()) {
+        d.val = read_token_file(o.val_tokens, o.token_dtype);
+        d.val_source = o.val_tokens.string();
+    } else {
+        if (!(o.val_frac > 0 && o.val_frac < 1)) throw ModelError("--val-frac must be in (0, 1)");
+        const auto n_val = static_cast<std::size_t>(static_cast<double>(d.train.size()) * o.val_frac);
+        d.val.assign(d.train.end() - static_cast<std::ptrdiff_t>(n_val), d.train.end());
+        d.train.resize(d.train.size() - n_val);  // never trained on
+        d.val_source = "the last " + std::to_string(n_val) + " tokens of " + o.tokens.string();
+    }
+    const auto need = static_cast<std::size_t>(o.seq_len + 1);
+    if (d.train.size() < need)
+        throw ModelError(o.tokens.string() + ": " + std::to_string(d.train.size()) + " training tokens, fewer than one window of " +
+                         std::to_string(need));
+    if (d.val.size() < need) throw ModelError(d.val_source + ": fewer validation tokens than one window of " + std::to_string(need));
+    for (const auto* v : {&d.train, &d.val})
+        for (auto id : *v)
+            if (id < 0 || id >= vocab)
+                throw ModelError((v == &d.train ? o.tokens.string() : d.val_source) + ": token id " + std::to_string(id) +
+                                 " is outside the model's vocabulary of " + std::to_string(vocab));
+    return d;
+}
+
+std::vector<std::int64_t> val_windows(const std::vector<std::int64_t>& val, std::int64_t seq_len, std::int64_t max_windows) {
+    std::vector<std::int64_t> out;
+    const auto n = static_cast<std::int64_t>(val.size());
+    std::int64_t count = 0;
+    for (std::int64_t o = 0; o + seq_len + 1 <= n; o += seq_len) {
+        if (max_windows > 0 && count == max_windows) break;
+        out.insert(out.end(), val.begin() + o, val.begin() + o + seq_len + 1);
+        ++count;
+    }
+    return out;
+}
+
+ojson options_to_json(const FinetuneOptions& o) {
+    ojson j;
+    j["input"] = o.input.string();
+    j["output"] = o.output.string();
+    j["device"] = o.load.device;
+    j["threads"] = o.load.threads;
+    j["config_overrides"] = o.load.config.overrides;
+    if (o.load.config.json_file) j["config_file"] = o.load.config.json_file->string();
+    j["trusted_globals"] = o.trusted_globals;
+    j["tokens"] = o.tokens.string();
+    j["val_tokens"] = o.val_tokens.string();
+    j["token_dtype"] = o.token_dtype == TokenDType::U16 ? "u16" : "u32";
+    j["val_frac"] = o.val_frac;
+    j["val_windows"] = o.val_windows;
+    j["steps"] = o.steps;
+    j["batch"] = o.batch;
+    j["seq_len"] = o.seq_len;
+    j["grad_accum"] = o.grad_accum;
+    j["seed"] = o.seed;
+    j["train"] = o.train_groups;
+    const auto& op = o.optimizer;
+    j["optimizer"] = {{"kind", optimizer_name(op.kind)}, {"lr", op.lr}, {"lr_other", op.lr_other}, {"beta1", op.beta1},
+                      {"beta2", op.beta2}, {"eps", op.eps}, {"weight_decay_other", op.weight_decay_other},
+                      {"momentum", op.momentum}, {"muon_momentum", op.muon_momentum}, {"muon_ns_steps", op.muon_ns_steps}};
+    j["schedule"] = {{"kind", schedule_name(o.schedule.kind)}, {"warmup", o.schedule.warmup}, {"min_lr_frac", o.schedule.min_lr_frac}};
+    j["clip"] = o.clip;
+    ojson regs = ojson::array();
+    for (const auto& r : o.regularizers) regs.push_back(to_json(r));
+    j["regularizers"] = regs;
+    j["like"] = o.like.string();
+    j["teacher"] = o.teacher.string();
+    j["kd_weight"] = o.kd_weight;
+    j["kd_temp"] = o.kd_temp;
+    j["precision"] = o.precision;
+    j["save_every"] = o.save_every;
+    j["eval_every"] = o.eval_every;
+    j["drop_optimizer_state"] = o.drop_optimizer_state;
+    j["world_size"] = o.dist.world_size;
+    return j;
+}
+
+FinetuneOptions options_from_json(const nlohmann::json& j, const std::string& origin) {
+    try {
+        FinetuneOptions o;
+        o.input = j.at("input").get<std::string>();
+        o.output = j.at("output").get<std::string>();
+        o.load.device = j.at("device").get<std::string>();
+        o.load.threads = j.at("threads").get<int>();
+        o.load.config.overrides = j.at("config_overrides");
+        if (j.contains("config_file")) o.load.config.json_file = j["config_file"].get<std::string>();
+        o.trusted_globals = j.at("trusted_globals").get<std::vector<std::string>>();
+        o.tokens = j.at("tokens").get<std::string>();
+        o.val_tokens = j.at("val_tokens").get<std::string>();
+        o.token_dtype = parse_token_dtype(j.at("token_dtype").get<std::string>());
+        o.val_frac = j.at("val_frac").get<double>();
+        o.val_windows = j.at("val_windows").get<std::int64_t>();
+        o.steps = j.at("steps").get<std::int64_t>();
+        o.batch = j.at("batch").get<std::int64_t>();
+        o.seq_len = j.at("seq_len").get<std::int64_t>();
+        o.grad_accum = j.at("grad_accum").get<std::int64_t>();
+        o.seed = j.at("seed").get<std::uint64_t>();
+        o.train_groups = j.at("train").get<std::vector<std::string>>();
+        const auto& op = j.at("optimizer");
+        o.optimizer.kind = parse_optimizer(op.at("kind").get<std::string>());
+        o.optimizer.lr = op.at("lr").get<double>();
+        o.optimizer.lr_other = op.at("lr_other").get<double>();
+        o.optimizer.beta1 = op.at("beta1").get<double>();
+        o.optimizer.beta2 = op.at("beta2").get<double>();
+        o.optimizer.eps = op.at("eps").get<double>();
+        o.optimizer.weight_decay_other = op.at("weight_decay_other").get<double>();
+        o.optimizer.momentum = op.at("momentum").get<double>();
+        o.optimizer.muon_momentum = op.at("muon_momentum").get<double>();
+        o.optimizer.muon_ns_steps = op.at("muon_ns_steps").get<int>();
+        const auto& sc = j.at("schedule");
+        o.schedule.kind = parse_schedule(sc.at("kind").get<std::string>());
+        o.schedule.warmup = sc.at("warmup").get<std::int64_t>();
+        o.schedule.min_lr_frac = sc.at("min_lr_frac").get<double>();
+        o.clip = j.at("clip").get<double>();
+        for (const auto& r : j.at("regularizers")) o.regularizers.push_back(parse_regularizer(r.at("spec").get<std::string>()));
+        o.like = j.at("like").get<std::string>();
+        o.teacher = j.at("teacher").get<std::string>();
+        o.kd_weight = j.at("kd_weight").get<double>();
+        o.kd_temp = j.at("kd_temp").get<double>();
+        o.precision = j.at("precision").get<std::string>();
+        o.save_every = j.at("save_every").get<std::int64_t>();
+        o.eval_every = j.at("eval_every").get<std::int64_t>();
+        o.drop_optimizer_state = j.at("drop_optimizer_state").get<bool>();
+        return o;
+    } catch (const nlohmann::json::exception& e) {
+        throw ModelError(origin + ": not a fine-tuning state (" + e.what() + ")");
+    }
+}
+
+fs::path sibling(const fs::path& output, const std::string& suffix) { return fs::path(output.string() + suffix); }
+
+std::vector<NamedTensor> read_named(const io::Checkpoint& ck) {
+    std::vector<NamedTensor> out;
+    for (const io::TensorEntry* t : ck.state_dict_tensors()) {
+        NamedTensor n;
+        n.name = t->name;
+        n.shape = t->shape;
+        n.values.resize(static_cast<std::size_t>(t->numel()));
+        if (t->numel()) ck.data(*t).read(0, t->numel(), n.values.data());
+        out.push_back(std::move(n));
+    }
+    return out;
+}
+
+io::OutputTensor output_f32(const NamedTensor& n, bool parameter) {
+    io::OutputTensor o;
+    o.name = n.name;
+    o.dtype = io::DType::F32;
+    o.shape = n.shape;
+    o.data = io::encode_float_values(std::span<const float>(n.values), io::DType::F32, n.name);
+    o.parameter = parameter;
+    return o;
+}
+
+// OUT in the input's own layout and dtypes; only a packed input (no float latents to replace)
+// becomes a plain fp32 state dict. Returns a note when the layout changed.
+std::optional<std::string> write_model(const io::Checkpoint& input, const fs::path& output, const std::vector<NamedTensor>& params,
+                                       bool drop_optimizer_state) {
+    std::map<std::string, const NamedTensor*> by_name;
+    for (const auto& p : params) by_name[p.name] = &p;
+    bool packed = false;
+    for (const io::TensorEntry* t : input.state_dict_tensors())
+        if (by_name.count(t->name) && t->encoding != io::TensorEncoding::Plain) packed = true;
+    const std::vector<fs::path> inputs = {input.path()};
+    const bool torch = input.format() == io::Format::TorchZip || input.format() == io::Format::TorchLegacy;
+    if (!packed && (torch || input.format() == io::Format::Safetensors)) {
+        std::map<std::string, io::ReplacementTensor> replacements;
+        for (const io::TensorEntry* t : input.state_dict_tensors()) {
+            auto it = by_name.find(t->name);
+            if (it == by_name.end() || t->shared_with) continue;
+            io::ReplacementTensor rt;
+            rt.dtype = t->dtype;
+            rt.shape = t->shape;
+            rt.data = io::encode_float_values(std::span<const float>(it->second->values), t->dtype, input.path().string() + ": " + t->name);
+            replacements.emplace(t->name, std::move(rt));
+        }
+        io::ensure_not_an_input(output, inputs);
+        if (torch) {
+            io::RewriteOptions ro;
+            ro.drop_optimizer_state = drop_optimizer_state;
+            io::rewrite_checkpoint_pt(input, output, replacements, ro);
+        } else {
+            io::rewrite_safetensors(input, output, replacements, inputs);
+        }
+        return std::nullopt;
+    }
+    std::vector<io::OutputTensor> tensors;
+    for (const auto& p : params) tensors.push_back(output_f32(p, true));
+    io::PtWriteOptions wo;
+    wo.inputs = inputs;
+    io::write_state_dict_pt(output, tensors, wo);
+    return packed ? std::optional<std::string>("the input stores packed ternary tensors; OUT is a plain fp32 state dict of the trained latents")
+                  : std::optional<std::string>("the input's format (" + std::string(io::format_name(input.format())) +
+                                               ") cannot be rewritten in place; OUT is a plain fp32 state dict");
+}
+
+std::string format_json_line(const ojson& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
+
+}  // namespace
+
+FinetuneOptions options_for_resume(const fs::path& output) {
+    const fs::path state_json = sibling(output, ".state.json");
+    std::ifstream in(state_json);
+    if (!in) throw io::FileError(state_json.string() + ": cannot open (is " + output.string() + " a fine-tuning output?)");
+    nlohmann::json j;
+    try {
+        j = nlohmann::json::parse(in);
+    } catch (const nlohmann::json::exception& e) {
+        throw ModelError(state_json.string() + ": not valid JSON (" + e.what() + ")");
+    }
+    if (!j.contains("options")) throw ModelError(state_json.string() + ": no 'options'");
+    FinetuneOptions o = options_from_json(j["options"], state_json.string());
+    o.output = output;
+    o.resume = true;
+    return o;
+}
+
+FinetuneResult run_finetune(FinetuneOptions o) {
+    FinetuneResult result;
+    result.output = o.output;
+    result.metrics = sibling(o.output, ".metrics.jsonl");
+    result.state = sibling(o.output, ".state.pt");
+    const fs::path state_json = sibling(o.output, ".state.json");
+    const bool rank0 = o.dist.rank == 0;
+
+    io::OpenOptions open;
+    open.pickle.trusted_globals.insert(o.trusted_globals.begin(), o.trusted_globals.end());
+    io::Checkpoint input = io::Checkpoint::open(o.input, open);
+    {
+        const std::string ext = o.output.extension().string();
+        const bool st = input.format() == io::Format::Safetensors;
+        if ((st && ext != ".safetensors") || (!st && ext == ".safetensors"))
+            throw ModelError(o.output.string() + ": the output keeps the input's format (" + std::string(io::format_name(input.format())) +
+                             "); name it " + (st ? "*.safetensors" : "*.pt"));
+    }
+    io::ensure_not_an_input(o.output, {o.input, o.tokens, o.val_tokens, o.teacher, o.like});
+    std::optional<io::Checkpoint> teacher;
+    if (!o.teacher.empty()) teacher.emplace(io::Checkpoint::open(o.teacher, open));
+
+    Trainer trainer(input, o, teacher ? &*teacher : nullptr);
+    result.unpacked = trainer.unpacked();
+    const Data data = load_data(o, trainer.config().vocab_size);
+    const std::vector<std::int64_t> val = val_windows(data.val, o.seq_len, o.val_windows);
+    const std::int64_t val_rows = static_cast<std::int64_t>(val.size()) / (o.seq_len + 1);
+    const std::int64_t n_offsets = static_cast<std::int64_t>(data.train.size()) - o.seq_len;
+
+    std::int64_t start = 0;
+    std::vector<std::string> kept_metrics;
+    if (o.resume) {
+        nlohmann::json sj = nlohmann::json::parse(std::ifstream(state_json));
+        start = sj.at("step").get<std::int64_t>();
+        io::Checkpoint st = io::Checkpoint::open(result.state);
+        std::vector<NamedTensor> slots, master;
+        for (auto& n : read_named(st)) {
+            if (n.name.rfind("master/", 0) == 0) n.name = n.name.substr(7), master.push_back(std::move(n));
+            else slots.push_back(std::move(n));
+        }
+        for (const auto& s : slots)
+            if (s.name == "step" && static_cast<std::int64_t>(s.values.at(0)) != start)
+                throw ModelError(result.state.string() + ": holds step " + std::to_string(static_cast<std::int64_t>(s.values.at(0))) + " but " +
+                                 state_json.string() + " says " + std::to_string(start) + " (the last save was interrupted)");
+        if (master.empty()) {
+            io::Checkpoint saved = io::Checkpoint::open(o.output, open);
+            std::vector<NamedTensor> saved_params;
+            std::set<std::string> names;
+            for (const auto& p : trainer.parameters()) names.insert(p.name);
+            for (auto& n : read_named(saved))
+                if (names.count(n.name)) saved_params.push_back(std::move(n));
+            trainer.load_parameters(saved_params);
+        } else {
+            trainer.load_parameters(master);
+        }
+        trainer.load_optimizer_state(slots);
+        // Keep the metrics up to the save; lines after it describe steps that will be run again.
+        std::ifstream mi(result.metrics);
+        for (std::string line; std::getline(mi, line);) {
+            if (line.empty()) continue;
+            auto lj = nlohmann::json::parse(line, nullptr, false);
+            if (lj.is_discarded() || !lj.contains("step") || lj["step"].get<std::int64_t>() > start) continue;
+            kept_metrics.push_back(line);
+        }
+        if (sj.contains("val_loss_before") && sj["val_loss_before"].is_number()) result.val_loss_before = sj["val_loss_before"].get<double>();
+    }
+    if (start >= o.steps) {
+        result.steps_done = start;
+        result.notes.push_back("the run had already reached step " + std::to_string(start));
+        return result;
+    }
+
+    std::ofstream metrics;
+    if (rank0) {
+        // The metrics file is appended line by line (a live view for `tail -f` and the app); a resume
+        // rewrites it up to the save first.
+        metrics.open(result.metrics, std::ios::trunc);
+        if (!metrics) throw io::FileError(result.metrics.string() + ": cannot write");
+        for (const auto& l : kept_metrics) metrics << l << "\n";
+        metrics.flush();
+    }
+    auto emit = [&](const ojson& line) {
+        if (!rank0) return;
+        metrics << format_json_line(line) << "\n";
+        metrics.flush();
+        if (o.on_metrics) o.on_metrics(line);
+    };
+    auto evaluate = [&]() {
+        const LossSum l = trainer.evaluate(val, val_rows);
+        return l.nll_sum / static_cast<double>(l.count);
+    };
+
+    const bool need_master = [&] {
+        for (const io::TensorEntry* t : input.state_dict_tensors())
+            if (t->dtype != io::DType::F32 || t->encoding != io::TensorEncoding::Plain) return true;
+        return input.format() != io::Format::TorchZip && input.format() != io::Format::TorchLegacy && input.format() != io::Format::Safetensors;
+    }();
+    std::optional<double> last_val;
+    auto save = [&](std::int64_t step) {
+        if (!rank0) return;
+        const std::vector<NamedTensor> params = trainer.parameters();
+        std::vector<io::OutputTensor> state;
+        for (const auto& s : trainer.optimizer_state()) state.push_back(output_f32(s, false));
+        if (need_master)
+            for (const auto& p : params) {
+                NamedTensor m = p;
+                m.name = "master/" + p.name;
+                state.push_back(output_f32(m, false));
+            }
+        io::PtWriteOptions wo;
+        wo.inputs = {o.input};
+        io::write_state_dict_pt(result.state, state, wo);
+        if (auto note = write_model(input, o.output, params, o.drop_optimizer_state))
+            if (std::find(result.notes.begin(), result.notes.end(), *note) == result.notes.end()) result.notes.push_back(*note);
+        ojson sj;
+        sj["schema_version"] = 1;
+        sj["tool"] = "bitfsck finetune";
+        sj["step"] = step;
+        sj["val_loss_before"] = result.val_loss_before ? ojson(*result.val_loss_before) : ojson(nullptr);
+        sj["val_loss"] = last_val ? ojson(*last_val) : ojson(nullptr);
+        sj["unpacked"] = result.unpacked;
+        sj["options"] = options_to_json(o);
+        io::write_file_atomically(state_json, sj.dump(2) + "\n");
+    };
+
+    if (rank0 && !o.resume) {
+        result.val_loss_before = evaluate();
+        last_val = result.val_loss_before;
+        ojson line;
+        line["step"] = 0;
+        line["val_loss"] = *result.val_loss_before;
+        line["roles"] = trainer.role_metrics();
+        emit(line);
+    }
+
+    const std::int64_t local_rows = o.batch * o.grad_accum;
+    const std::int64_t global_rows = local_rows * o.dist.world_size;
+    std::vector<std::int64_t> windows(static_cast<std::size_t>(local_rows * (o.seq_len + 1)));
+    double busy_seconds = 0;
+    std::int64_t trained_tokens = 0;
+    std::int64_t step = start;
+    for (; step < o.steps; ++step) {
+        if (o.stop && o.stop->load()) {
+            result.stopped_early = true;
+            break;
+        }
+        for (std::int64_t r = 0; r < local_rows; ++r) {
+            // Global rows of this rank: micro-batch m of rank k covers [(m·R + k)·b, (m·R + k + 1)·b), so that
+            // the rows of one micro-batch across ranks are those of one larger batch.
+            const std::int64_t m = r / o.batch, i = r % o.batch;
+            const std::int64_t g = (m * o.dist.world_size + o.dist.rank) * o.batch + i;
+            const std::int64_t off = window_offset(o.seed, step, g, n_offsets);
+            std::copy(data.train.begin() + off, data.train.begin() + off + o.seq_len + 1, windows.begin() + r * (o.seq_len + 1));
+        }
+        const double factor = lr_factor(o.schedule, step, o.steps);
+        const auto t0 = std::chrono::steady_clock::now();
+        const StepReport rep = trainer.step(windows, local_rows, factor);
+        const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        busy_seconds += dt;
+        trained_tokens += global_rows * o.seq_len;
+        const std::int64_t done = step + 1;
+        const bool saving = (o.save_every > 0 && done % o.save_every == 0) || done == o.steps;
+        ojson line;
+        line["step"] = done;
+        line["loss"] = rep.loss;
+        if (teacher) line["kd"] = rep.kd;
+        if (!o.regularizers.empty()) line["reg_loss"] = rep.reg_loss;
+        line["lr"] = o.optimizer.lr * factor;
+        line["lr_other"] = o.optimizer.lr_other * factor;
+        line["grad_norm"] = rep.grad_norm;
+        line["tokens_per_s"] = static_cast<double>(global_rows * o.seq_len) / dt;
+        if (rank0 && (saving || (o.eval_every > 0 && done % o.eval_every == 0))) {
+            last_val = evaluate();
+            line["val_loss"] = *last_val;
+        }
+        line["roles"] = trainer.role_metrics();
+        emit(line);
+        if (o.progress) o.progress(done, o.steps, rep.loss);
+        if (saving) save(done);
+    }
+    result.steps_done = step;
+    if (result.stopped_early && step > start) {
+        last_val = rank0 ? std::optional<double>(evaluate()) : std::nullopt;
+        save(step);
+    }
+    result.val_loss_after = last_val;
+    result.tokens_per_second = busy_seconds > 0 ? static_cast<double>(trained_tokens) / busy_seconds : 0;
+    if (!result.unpacked.empty())
+        result.notes.push_back(std::to_string(result.unpacked.size()) + " tensors were stored packed; they trained from their decoded ternary values");
+    return result;
+}
+
+}  // namespace bitfsck::model
