@@ -32,7 +32,10 @@ Usage: /usr/bin/python3 bench/bench_finetune.py [--bitfsck PATH] [--threads N] [
                re-executes itself with it first on LD_LIBRARY_PATH (and OPENBLAS_NUM_THREADS=--threads
                unless set), so both Python's torch and bitfsck-model load it.
 With Debian's reference BLAS (~0.6 GFLOP/s) one training step of the 100M model takes minutes: keep
---steps small (default 3; the median is then over 2 steps) or use OpenBLAS via --blas-dir.
+--steps small (default 3; the median is then over 2 steps) or use OpenBLAS via --blas-dir: with
+OpenBLAS on 2 cores a step takes ~10 s on either side and `--steps 5` runs in about 3 minutes, peak RSS
+~5.5 GB per side. Other work on the machine (a build, ctest) easily halves one side's numbers: run it
+on an idle machine and look at per_step_tokens_per_s.
 Prints a JSON summary and writes it to bench/out/bench_finetune.json.
 """
 import argparse

@@ -38,6 +38,8 @@ void add_repair_align_subcommand(CLI::App& repair);
 void add_repair_inflate_subcommand(CLI::App& repair);
 void add_repair_pick_subcommand(CLI::App& repair);
 void add_repair_replay_subcommand(CLI::App& repair);
+void add_plan_subcommand(CLI::App& app);
+void add_resurrect_subcommand(CLI::App& app);
 #ifdef BITFSCK_HAVE_MODEL
 void add_induction_subcommand(CLI::App& app);
 void add_generate_subcommand(CLI::App& app);
@@ -57,6 +59,8 @@ inline void add_all_subcommands(CLI::App& app) {
     add_diff_subcommand(app);
     add_convert_subcommand(app);
     add_repair_subcommand(app);
+    add_plan_subcommand(app);
+    add_resurrect_subcommand(app);
 #ifdef BITFSCK_HAVE_MODEL
     add_induction_subcommand(app);
     add_generate_subcommand(app);

@@ -1,0 +1,130 @@
+// bitfsck resurrect RUN_DIR|CKPT... --tokens TRAIN --val-tokens VAL -o OUT_DIR: run a recipe.
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <memory>
+
+#include "bitfsck/repair/resurrect.hpp"
+#include "subcommands.hpp"
+#include "terminal.hpp"
+
+namespace bitfsck::cli {
+namespace {
+
+std::atomic<bool> g_cancel{false};
+extern "C" void on_resurrect_interrupt(int) {
+    g_cancel.store(true);
+    std::signal(SIGINT, SIG_DFL);
+}
+
+struct ResurrectFlags {
+    std::vector<std::string> inputs;
+    std::string tokens, val_tokens, out_dir, recipe, replay, token_dtype = "u16";
+    std::int64_t steps = 150;
+    bool keep_going = false, json = false;
+};
+
+std::filesystem::path self_executable(const char* fallback) {
+    std::error_code ec;
+    auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
+    return ec ? std::filesystem::path(fallback) : p;
+}
+
+void print_log(const repair::ResurrectionLog& log) {
+    char line[256];
+    std::snprintf(line, sizeof line, "start  %-10s val loss %.4f  %s", "", log.start.val_loss, std::string(analysis::verdict_name(log.start.verdict)).c_str());
+    std::cout << line << "  (" << log.recipe.latest << ")\n";
+    for (const auto& s : log.stages) {
+        std::snprintf(line, sizeof line, "%-6zu %-10s val loss %.4f  %-9s %s", s.index, std::string(repair::stage_name(s.stage.kind)).c_str(),
+                      s.after.val_loss, std::string(analysis::verdict_name(s.after.verdict)).c_str(), s.accepted ? "accepted" : "REJECTED");
+        std::cout << (s.accepted ? std::string(line) : red(line)) << "\n";
+        for (const auto& d : s.decisions) std::cout << "         " << d << "\n";
+    }
+    std::cout << bold("baselines") << "\n";
+    for (const auto& b : log.baselines) {
+        std::snprintf(line, sizeof line, "  %-30s val loss %.4f  %s", b.name.c_str(), b.measurement.val_loss,
+                      std::string(analysis::verdict_name(b.measurement.verdict)).c_str());
+        std::cout << line << "\n";
+    }
+    std::cout << bold("claims") << " (held-out validation loss)\n";
+    for (const auto& c : log.claims) std::cout << "  " << c << "\n";
+    std::cout << "resurrected: " << log.output << "\n";
+}
+
+void run(const ResurrectFlags& f, const char* argv0) {
+    ProgressLine progress("resurrect");
+    auto on_progress = [&](const std::string& what, double fraction) {
+        progress.update(static_cast<std::uint64_t>(fraction * 1000), 1000, what);
+    };
+    std::signal(SIGINT, on_resurrect_interrupt);
+    if (!f.replay.empty()) {
+        if (f.out_dir.empty()) throw Error("--replay needs -o OUT_DIR (another folder than the logged run's)");
+        const auto r = repair::replay_resurrection(f.replay, f.out_dir, self_executable(argv0), on_progress);
+        progress.finish();
+        print_log(r.log);
+        std::cout << (r.identical ? green("identical: the replay reproduced resurrected.pt bit for bit")
+                                  : red("different: the replay's resurrected.pt differs from the logged one (" + r.expected_hash + ")"))
+                  << "\n";
+        if (!r.identical) set_exit_code(kDegraded);
+        return;
+    }
+    if (f.inputs.empty() || f.tokens.empty() || f.val_tokens.empty() || f.out_dir.empty())
+        throw Error("resurrect needs RUN_DIR|CKPT..., --tokens, --val-tokens and -o OUT_DIR (or --replay LOG -o OUT_DIR)");
+    repair::ResurrectOptions o;
+    o.inputs = f.inputs;
+    o.tokens = f.tokens;
+    o.val_tokens = f.val_tokens;
+    o.token_dtype = f.token_dtype;
+    o.out_dir = f.out_dir;
+    o.plan.finetune_steps = f.steps;
+    if (!f.recipe.empty()) {
+        std::ifstream in(f.recipe);
+        if (!in) throw io::FileError(f.recipe + ": cannot open");
+        const auto j = nlohmann::json::parse(in, nullptr, false);
+        if (j.is_discarded()) throw Error(f.recipe + ": not JSON");
+        o.recipe = repair::recipe_from_json(j, f.recipe);
+    }
+    o.bitfsck = self_executable(argv0);
+    o.keep_going = f.keep_going;
+    o.progress = on_progress;
+    o.cancel = &g_cancel;
+    const repair::ResurrectionLog log = repair::run_resurrection(o);
+    progress.finish();
+    if (f.json) std::cout << repair::to_json(log).dump(2) << "\n";
+    else {
+        print_log(log);
+        std::cout << "log: " << (std::filesystem::path(f.out_dir) / "resurrection.json").string()
+                  << "\nreport: " << (std::filesystem::path(f.out_dir) / "report.html").string() << "\n";
+    }
+    const repair::Measurement* final_m = &log.start;
+    for (const auto& s : log.stages)
+        if (s.accepted) final_m = &s.after;
+    if (final_m->verdict == analysis::Verdict::Collapsed) set_exit_code(kCollapsed);
+    else if (final_m->verdict == analysis::Verdict::Degraded) set_exit_code(kDegraded);
+}
+
+}  // namespace
+
+void add_resurrect_subcommand(CLI::App& app) {
+    auto f = std::make_shared<ResurrectFlags>();
+    auto* sub = app.add_subcommand("resurrect", "Run a resurrection recipe: stages measured on held-out data, gated, compared with baselines");
+    sub->add_option("inputs", f->inputs, "A run folder or its checkpoint files")->check(CLI::ExistingPath);
+    sub->add_option("--tokens", f->tokens, "Training tokens (raw little-endian ids or .npy)")->check(CLI::ExistingFile);
+    sub->add_option("--val-tokens", f->val_tokens, "Held-out validation tokens: every measurement and claim uses them")->check(CLI::ExistingFile);
+    sub->add_option("--token-dtype", f->token_dtype, "u16 or u32")->check(CLI::IsMember({"u16", "u32"}))->capture_default_str();
+    sub->add_option("-o,--output", f->out_dir, "Output folder (created; a rerun with the same recipe resumes in it)");
+    sub->add_option("--recipe", f->recipe, "Recipe JSON from `bitfsck plan -o` (default: plan now)")->check(CLI::ExistingFile);
+    sub->add_option("--steps", f->steps, "Fine-tuning steps when planning now")->capture_default_str();
+    sub->add_flag("--keep-going", f->keep_going, "Keep stages that fail their gates");
+    sub->add_option("--replay", f->replay, "Re-run a logged resurrection (resurrection.json) into -o and compare")->check(CLI::ExistingFile);
+    sub->add_flag("--json", f->json, "Print resurrection.json on stdout");
+    sub->footer("Example:\n  bitfsck resurrect sample_ckpts/run/ --tokens sample_ckpts/run/train.bin --val-tokens sample_ckpts/run/val.bin -o cured/\n"
+                "  bitfsck resurrect --replay cured/resurrection.json -o again/\n"
+                "Writes OUT_DIR/resurrected.pt, stage_<i>_<kind>/, baseline_*/, resurrection.json and report.html.\n"
+                "Ctrl-C stops after saving; run the same command again to resume after the last completed stage.\n"
+                "Exit codes: 0 healthy result, 1 bad options or a failed stage, 2 unreadable input, 4/5 the result is degraded/collapsed.");
+    sub->callback([f] { run_reporting_errors([&] { run(*f, "bitfsck"); }); });
+}
+
+}  // namespace bitfsck::cli

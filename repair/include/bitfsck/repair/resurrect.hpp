@@ -1,0 +1,172 @@
+#pragma once
+// Guided resurrection of a collapsed run: a plan (which checkpoint to start from, which roles to
+// treat, which steps with which parameters, each with its reason), and a run of that plan that
+// measures every stage on held-out data, rejects stages that make things worse, compares the
+// result with baselines under the same budget, and writes a log, a report and the checkpoint.
+//
+// The repair steps run in this process; fine-tuning and the model probes (perplexity, induction,
+// generate) run as `bitfsck` subprocesses, so this library stays free of LibTorch, a stage that
+// crashes cannot take the run with it, and each stage's files are complete before the next starts.
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "bitfsck/analysis/report.hpp"
+#include "bitfsck/io/error.hpp"
+#include "bitfsck/repair/selection.hpp"
+
+namespace bitfsck::repair {
+
+inline constexpr int kResurrectionSchemaVersion = 1;
+
+enum class StageKind { Pick, Graft, Svd, Align, Inflate, Finetune };
+std::string_view stage_name(StageKind k);
+StageKind parse_stage_kind(std::string_view s);  // throws bitfsck::Error
+
+// One stage of a recipe. `params` is what the user edits:
+//   pick      {"checkpoint": path}                       the start; chosen by the plan
+//   graft     {"base": path, "donor": path, "roles": [...], "layers": "0-3"}
+//             the base's tensors with the selected ones taken from the donor
+//   svd|align|inflate  {"step": <repair step JSON>, "selection": {...}, "like": path}
+//   finetune  {"steps", "lr", "lr_other", "optimizer", "reg": ["double-well:..."], "like": path, "warmup"}
+struct RecipeStage {
+    StageKind kind = StageKind::Pick;
+    nlohmann::ordered_json params = nlohmann::ordered_json::object();
+    std::string reason;
+};
+
+struct Gates {
+    double val_loss_tolerance = 0.01;  // nats: a transforming stage may not raise the validation loss by more
+    bool no_new_collapse = true;       // ... nor collapse a layer-role that was not collapsed
+    bool no_new_degeneration = true;   // ... nor make greedy generation degenerate
+};
+
+struct Recipe {
+    int schema_version = kResurrectionSchemaVersion;
+    std::vector<std::string> inputs;  // the run's checkpoints, step order
+    std::string latest;               // the run as it is now (what every stage is compared against first)
+    std::optional<std::string> last_healthy;
+    std::vector<std::string> diagnosis;  // what the plan saw, for a person
+    std::vector<RecipeStage> stages;
+    Gates gates;
+    // Shared by the finetune stages, the baselines and the evaluation windows.
+    std::int64_t seq_len = 64, batch = 16, eval_windows = 0;
+    std::uint64_t seed = 1337;
+    int threads = 1;                  // CPU threads of every subprocess: results depend on it
+    bool baselines = true;
+    nlohmann::ordered_json baseline_finetune = nlohmann::ordered_json::object();  // the run's own optimizer settings
+};
+
+struct PlanOptions {
+    analysis::Thresholds thresholds;
+    std::int64_t finetune_steps = 150;
+    double lr = 1e-3;
+};
+
+// Scans the run (a folder or checkpoint files), finds the collapse and proposes a recipe.
+// Throws bitfsck::Error when there is nothing to resurrect from (no healthy and no degraded point).
+Recipe plan_resurrection(const std::vector<std::string>& inputs, const PlanOptions& options = {});
+
+nlohmann::ordered_json to_json(const Recipe& r);
+Recipe recipe_from_json(const nlohmann::json& j, const std::string& origin);  // throws bitfsck::Error naming origin
+
+// The base checkpoint with the selected tensors (by default every ternary matrix of `roles`)
+// taken from `donor` (same names, shapes and dtypes), written atomically in the base's format
+// without its optimizer state. Returns the names replaced.
+std::vector<std::string> graft_checkpoint(const std::filesystem::path& base, const std::filesystem::path& donor,
+                                          const TensorSelection& selection, const std::filesystem::path& output);
+
+// ---- running ---------------------------------------------------------------------------------
+
+struct RoleFigure {
+    std::string label;  // "layers.0.mlp_up"
+    double std = 0, zero = 0;
+    analysis::Verdict verdict = analysis::Verdict::Healthy;
+};
+
+struct Measurement {
+    std::string checkpoint, content_hash;
+    double val_loss = 0, perplexity = 0;
+    analysis::Verdict verdict = analysis::Verdict::Healthy;
+    std::vector<RoleFigure> roles;            // ternary-matrix layer-roles
+    std::vector<std::string> collapsed;       // labels of collapsed layer-roles
+    bool probes = false;                      // the induction and generation probes ran
+    std::int64_t specialist_heads = 0;
+    std::vector<std::vector<double>> ipmr;    // [layer][head]
+    std::string top_heads;                    // "L1.H0 0.96, L0.H2 0.40, ..."
+    bool degenerate = false;
+    std::vector<std::string> degeneration_reasons;
+    std::string generation;
+};
+
+struct StageRecord {
+    std::size_t index = 0;
+    RecipeStage stage;
+    std::string input, output;
+    Measurement after;
+    bool accepted = true;
+    std::vector<std::string> decisions;
+    double seconds = 0;
+};
+
+struct BaselineRecord {
+    std::string name, description;
+    Measurement measurement;
+};
+
+struct ResurrectionLog {
+    int schema_version = kResurrectionSchemaVersion;
+    Recipe recipe;
+    std::string tokens, val_tokens, tokens_hash, val_tokens_hash, token_dtype;
+    std::vector<std::pair<std::string, std::string>> input_hashes;
+    Measurement start;                  // the run's latest checkpoint
+    std::vector<StageRecord> stages;
+    std::vector<BaselineRecord> baselines;
+    std::string output, output_hash;    // resurrected.pt
+    std::vector<std::string> claims;    // recipe vs each baseline, on the validation loss
+    bool complete = false;
+    double seconds = 0;
+};
+
+struct ResurrectOptions {
+    std::vector<std::string> inputs;
+    std::filesystem::path tokens, val_tokens, out_dir;
+    std::string token_dtype = "u16";
+    std::optional<Recipe> recipe;          // none: plan_resurrection(inputs)
+    PlanOptions plan;
+    std::filesystem::path bitfsck;         // the executable that runs finetune and the probes
+    bool keep_going = false;               // apply rejected stages anyway
+    std::function<void(const std::string& what, double fraction)> progress;
+    const std::atomic<bool>* cancel = nullptr;
+};
+
+// Runs the recipe into out_dir (created): stage_<i>_<kind>/ folders, resurrected.pt,
+// resurrection.json (after every stage, atomically) and report.html. A run whose
+// resurrection.json names the same recipe and inputs continues after its last completed stage.
+// Throws bitfsck::Error for bad input or a failed stage (the message names the stage and file).
+ResurrectionLog run_resurrection(const ResurrectOptions& options);
+
+// Re-runs a logged resurrection (same inputs, checked by hash) into out_dir and says whether
+// resurrected.pt came out bit for bit the same.
+struct ResurrectionReplay {
+    ResurrectionLog log;
+    std::string expected_hash;
+    bool identical = false;
+};
+ResurrectionReplay replay_resurrection(const std::filesystem::path& log_file, const std::filesystem::path& out_dir,
+                                       const std::filesystem::path& bitfsck,
+                                       const std::function<void(const std::string&, double)>& progress = {});
+
+nlohmann::ordered_json to_json(const ResurrectionLog& log);
+ResurrectionLog resurrection_log_from_json(const nlohmann::json& j, const std::string& origin);
+
+// report.html: self-contained (inline SVG, no network).
+std::string resurrection_report_html(const ResurrectionLog& log);
+
+}  // namespace bitfsck::repair

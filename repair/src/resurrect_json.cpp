@@ -1,0 +1,146 @@
+// resurrection.json: one place for the log's JSON form, read back for resuming and replaying.
+#include "bitfsck/repair/resurrect.hpp"
+
+namespace bitfsck::repair {
+using ojson = nlohmann::ordered_json;
+
+namespace {
+
+analysis::Verdict verdict_from(const std::string& s) {
+    if (s == "collapsed") return analysis::Verdict::Collapsed;
+    if (s == "degraded") return analysis::Verdict::Degraded;
+    return analysis::Verdict::Healthy;
+}
+
+ojson to_json(const Measurement& m) {
+    ojson j;
+    j["checkpoint"] = m.checkpoint;
+    j["content_hash"] = m.content_hash;
+    j["val_loss"] = m.val_loss;
+    j["perplexity"] = m.perplexity;
+    j["verdict"] = analysis::verdict_name(m.verdict);
+    ojson roles = ojson::array();
+    for (const auto& r : m.roles) roles.push_back({{"label", r.label}, {"std", r.std}, {"zero", r.zero}, {"verdict", analysis::verdict_name(r.verdict)}});
+    j["roles"] = roles;
+    j["collapsed"] = m.collapsed;
+    j["probes"] = m.probes;
+    if (m.probes) {
+        j["specialist_heads"] = m.specialist_heads;
+        j["ipmr"] = m.ipmr;
+        j["top_heads"] = m.top_heads;
+        j["degenerate"] = m.degenerate;
+        j["degeneration_reasons"] = m.degeneration_reasons;
+        j["generation"] = m.generation;
+    }
+    return j;
+}
+
+Measurement measurement_from(const nlohmann::json& j) {
+    Measurement m;
+    m.checkpoint = j.at("checkpoint").get<std::string>();
+    m.content_hash = j.at("content_hash").get<std::string>();
+    m.val_loss = j.at("val_loss").get<double>();
+    m.perplexity = j.at("perplexity").get<double>();
+    m.verdict = verdict_from(j.at("verdict").get<std::string>());
+    for (const auto& r : j.at("roles"))
+        m.roles.push_back({r.at("label").get<std::string>(), r.at("std").get<double>(), r.at("zero").get<double>(),
+                           verdict_from(r.at("verdict").get<std::string>())});
+    m.collapsed = j.at("collapsed").get<std::vector<std::string>>();
+    m.probes = j.at("probes").get<bool>();
+    if (m.probes) {
+        m.specialist_heads = j.at("specialist_heads").get<std::int64_t>();
+        m.ipmr = j.at("ipmr").get<std::vector<std::vector<double>>>();
+        m.top_heads = j.at("top_heads").get<std::string>();
+        m.degenerate = j.at("degenerate").get<bool>();
+        m.degeneration_reasons = j.at("degeneration_reasons").get<std::vector<std::string>>();
+        m.generation = j.at("generation").get<std::string>();
+    }
+    return m;
+}
+
+}  // namespace
+
+ojson to_json(const ResurrectionLog& log) {
+    ojson j;
+    j["schema_version"] = log.schema_version;
+    j["tool"] = "bitfsck resurrect";
+    j["complete"] = log.complete;
+    j["recipe"] = to_json(log.recipe);
+    j["seed"] = log.recipe.seed;
+    j["threads"] = log.recipe.threads;
+    j["data"] = {{"tokens", log.tokens}, {"tokens_hash", log.tokens_hash}, {"val_tokens", log.val_tokens},
+                 {"val_tokens_hash", log.val_tokens_hash}, {"token_dtype", log.token_dtype}};
+    ojson inputs = ojson::array();
+    for (const auto& [f, h] : log.input_hashes) inputs.push_back({{"file", f}, {"content_hash", h}});
+    j["inputs"] = inputs;
+    j["start"] = to_json(log.start);
+    ojson stages = ojson::array();
+    for (const auto& s : log.stages) {
+        ojson sj;
+        sj["index"] = s.index;
+        sj["stage"] = stage_name(s.stage.kind);
+        sj["params"] = s.stage.params;
+        sj["reason"] = s.stage.reason;
+        sj["input"] = s.input;
+        sj["output"] = s.output;
+        sj["accepted"] = s.accepted;
+        sj["decisions"] = s.decisions;
+        sj["seconds"] = s.seconds;
+        sj["after"] = to_json(s.after);
+        stages.push_back(sj);
+    }
+    j["stages"] = stages;
+    ojson baselines = ojson::array();
+    for (const auto& b : log.baselines) baselines.push_back({{"name", b.name}, {"description", b.description}, {"measurement", to_json(b.measurement)}});
+    j["baselines"] = baselines;
+    j["output"] = log.output;
+    j["output_hash"] = log.output_hash;
+    j["claims"] = log.claims;
+    j["seconds"] = log.seconds;
+    return j;
+}
+
+ResurrectionLog resurrection_log_from_json(const nlohmann::json& j, const std::string& origin) {
+    try {
+        ResurrectionLog log;
+        log.schema_version = j.at("schema_version").get<int>();
+        if (log.schema_version != kResurrectionSchemaVersion)
+            throw Error(origin + ": schema_version " + std::to_string(log.schema_version) + " (this bitfsck reads " +
+                        std::to_string(kResurrectionSchemaVersion) + ")");
+        log.complete = j.at("complete").get<bool>();
+        log.recipe = recipe_from_json(j.at("recipe"), origin);
+        const auto& d = j.at("data");
+        log.tokens = d.at("tokens").get<std::string>();
+        log.tokens_hash = d.at("tokens_hash").get<std::string>();
+        log.val_tokens = d.at("val_tokens").get<std::string>();
+        log.val_tokens_hash = d.at("val_tokens_hash").get<std::string>();
+        log.token_dtype = d.at("token_dtype").get<std::string>();
+        for (const auto& i : j.at("inputs")) log.input_hashes.emplace_back(i.at("file").get<std::string>(), i.at("content_hash").get<std::string>());
+        log.start = measurement_from(j.at("start"));
+        for (const auto& sj : j.at("stages")) {
+            StageRecord s;
+            s.index = sj.at("index").get<std::size_t>();
+            s.stage.kind = parse_stage_kind(sj.at("stage").get<std::string>());
+            s.stage.params = sj.at("params");
+            s.stage.reason = sj.at("reason").get<std::string>();
+            s.input = sj.at("input").get<std::string>();
+            s.output = sj.at("output").get<std::string>();
+            s.accepted = sj.at("accepted").get<bool>();
+            s.decisions = sj.at("decisions").get<std::vector<std::string>>();
+            s.seconds = sj.at("seconds").get<double>();
+            s.after = measurement_from(sj.at("after"));
+            log.stages.push_back(std::move(s));
+        }
+        for (const auto& b : j.at("baselines"))
+            log.baselines.push_back({b.at("name").get<std::string>(), b.at("description").get<std::string>(), measurement_from(b.at("measurement"))});
+        log.output = j.at("output").get<std::string>();
+        log.output_hash = j.at("output_hash").get<std::string>();
+        log.claims = j.at("claims").get<std::vector<std::string>>();
+        log.seconds = j.at("seconds").get<double>();
+        return log;
+    } catch (const nlohmann::json::exception& e) {
+        throw Error(origin + ": not a resurrection log (" + e.what() + ")");
+    }
+}
+
+}  // namespace bitfsck::repair

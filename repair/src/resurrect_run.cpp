@@ -1,0 +1,395 @@
+// run_resurrection: the stages of a recipe, each measured on held-out data and gated against its
+// input; baselines under the same budget; the log (after every stage, so a killed run resumes)
+// and the report.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <set>
+
+#include "bitfsck/analysis/layers.hpp"
+#include "bitfsck/analysis/scan.hpp"
+#include "bitfsck/analysis/timeline.hpp"
+#include "bitfsck/io/atomic_write.hpp"
+#include "bitfsck/io/checkpoint_files.hpp"
+#include "bitfsck/io/mapped_file.hpp"
+#include "bitfsck/repair/repair.hpp"
+#include "bitfsck/repair/repair_json.hpp"
+#include "bitfsck/repair/resurrect.hpp"
+#include "tool_process.hpp"
+
+namespace bitfsck::repair {
+namespace fs = std::filesystem;
+using ojson = nlohmann::ordered_json;
+
+namespace {
+
+std::string fmt(const char* f, double v) {
+    char b[64];
+    std::snprintf(b, sizeof b, f, v);
+    return b;
+}
+
+std::string file_hash(const fs::path& p) { return analysis::content_hash(io::MappedFile(p)); }
+
+std::string one_line(std::string s) {
+    while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+    const auto nl = s.rfind('\n');
+    return nl == std::string::npos ? s : s.substr(nl + 1);
+}
+
+struct Runner {
+    const ResurrectOptions& opt;
+    const Recipe& recipe;
+    std::string prompt;  // the degeneration probe's prompt: the first validation tokens
+    double done = 0, total = 1;
+
+    void say(const std::string& what) const {
+        if (opt.progress) opt.progress(what, std::min(1.0, done / total));
+    }
+    bool cancelled() const { return opt.cancel && opt.cancel->load(); }
+
+    ToolRun tool(const std::vector<std::string>& args, const fs::path& dir, const std::string& name,
+                 const std::function<void()>& poll = {}) const {
+        ToolRun r = run_tool(opt.bitfsck, args, dir, name, poll, opt.cancel);
+        // 4 and 5 are verdicts (degenerate generation, a collapsed result), not failures: the JSON is there.
+        const bool verdict = (r.exit_code == 4 || r.exit_code == 5) && !r.out.empty();
+        if (r.exit_code != 0 && !verdict && !(cancelled() && name == "finetune"))
+            throw Error("resurrect: `bitfsck " + args.front() + "` failed in " + dir.string() + " (exit " + std::to_string(r.exit_code) +
+                        "): " + one_line(r.err));
+        return r;
+    }
+
+    std::vector<std::string> model_flags() const { return {"--threads", std::to_string(recipe.threads)}; }
+
+    Measurement measure(const fs::path& ckpt, const fs::path& dir, bool probes) const {
+        fs::create_directories(dir);
+        Measurement m;
+        m.checkpoint = ckpt.string();
+        m.content_hash = file_hash(ckpt);
+        const analysis::ScanReport scan = analysis::scan_checkpoint(io::Checkpoint::open(ckpt));
+        m.verdict = scan.verdict;
+        for (const auto& l : scan.layers) {
+            if (!analysis::role_is_ternary_matrix(l.role)) continue;
+            const std::string label = analysis::layer_role_label(l.layer, l.role);
+            m.roles.push_back({label, l.std, l.zero_frac, l.verdict});
+            if (l.verdict == analysis::Verdict::Collapsed) m.collapsed.push_back(label);
+        }
+        std::vector<std::string> args = {"perplexity", ckpt.string(), "--tokens", opt.val_tokens.string(), "--token-dtype", opt.token_dtype,
+                                         "--seq-len", std::to_string(recipe.seq_len), "--batch", "32", "--json"};
+        if (recipe.eval_windows > 0) args.insert(args.end(), {"--max-windows", std::to_string(recipe.eval_windows)});
+        for (auto& f : model_flags()) args.push_back(f);
+        const auto ppl = nlohmann::json::parse(tool(args, dir, "perplexity").out);
+        m.val_loss = ppl.at("loss").get<double>();
+        m.perplexity = ppl.at("perplexity").get<double>();
+        if (!probes) return m;
+        m.probes = true;
+        std::vector<std::string> ind = {"induction", ckpt.string(), "--json"};
+        for (auto& f : model_flags()) ind.push_back(f);
+        const auto ij = nlohmann::json::parse(tool(ind, dir, "induction").out).at(0);
+        m.specialist_heads = ij.at("specialist_heads").get<std::int64_t>();
+        m.ipmr = ij.at("metrics").at("ipmr").get<std::vector<std::vector<double>>>();
+        for (std::size_t i = 0; i < ij.at("top_heads").size() && i < 3; ++i) {
+            const auto& h = ij["top_heads"][i];
+            m.top_heads += (i ? ", " : "") + std::string("L") + std::to_string(h["layer"].get<int>()) + ".H" +
+                           std::to_string(h["head"].get<int>()) + " " + fmt("%.3f", h["ipmr"].get<double>());
+        }
+        std::vector<std::string> gen = {"generate", ckpt.string(), "--prompt", prompt, "--max-new-tokens", "64", "--json"};
+        for (auto& f : model_flags()) gen.push_back(f);
+        const auto gj = nlohmann::json::parse(tool(gen, dir, "generate").out);
+        m.degenerate = gj.at("degeneration").at("degenerate").get<bool>();
+        m.degeneration_reasons = gj.at("degeneration").at("reasons").get<std::vector<std::string>>();
+        m.generation = gj.at("text").get<std::string>();
+        return m;
+    }
+
+    // Fine-tunes `input` into dir/out.<ext> with the recipe's shared settings and `params`.
+    fs::path finetune(const fs::path& input, const nlohmann::json& params, const fs::path& dir, const std::string& label) const {
+        fs::create_directories(dir);
+        const fs::path out = dir / ("out" + input.extension().string());
+        std::vector<std::string> args = {"finetune", input.string(), "-o", out.string(), "--tokens", opt.tokens.string(),
+                                         "--val-tokens", opt.val_tokens.string(), "--token-dtype", opt.token_dtype,
+                                         "--seq-len", std::to_string(recipe.seq_len), "--batch", std::to_string(recipe.batch),
+                                         "--seed", std::to_string(recipe.seed), "--val-windows", std::to_string(std::max<std::int64_t>(recipe.eval_windows, 0)),
+                                         "--json"};
+        const std::int64_t steps = params.value("steps", std::int64_t{100});
+        args.insert(args.end(), {"--steps", std::to_string(steps)});
+        if (params.contains("lr")) args.insert(args.end(), {"--lr", fmt("%.17g", params["lr"].get<double>())});
+        if (params.contains("lr_other")) args.insert(args.end(), {"--lr-other", fmt("%.17g", params["lr_other"].get<double>())});
+        if (params.contains("optimizer")) args.insert(args.end(), {"--optimizer", params["optimizer"].get<std::string>()});
+        if (params.contains("warmup")) args.insert(args.end(), {"--warmup", std::to_string(params["warmup"].get<std::int64_t>())});
+        if (params.contains("weight_decay")) args.insert(args.end(), {"--weight-decay", fmt("%.17g", params["weight_decay"].get<double>())});
+        if (params.contains("like")) args.insert(args.end(), {"--like", params["like"].get<std::string>()});
+        if (params.contains("reg"))
+            for (const auto& r : params["reg"]) args.insert(args.end(), {"--reg", r.get<std::string>()});
+        for (auto& f : model_flags()) args.push_back(f);
+        const fs::path metrics = out.string() + ".metrics.jsonl";
+        const double base = done;
+        auto poll = [&] {
+            std::ifstream in(metrics);
+            std::int64_t lines = 0;
+            for (std::string l; std::getline(in, l);) ++lines;
+            const double frac = std::min(1.0, static_cast<double>(std::max<std::int64_t>(lines - 1, 0)) / static_cast<double>(steps));
+            if (opt.progress) opt.progress(label + ": step " + std::to_string(std::max<std::int64_t>(lines - 1, 0)) + "/" + std::to_string(steps),
+                                           std::min(1.0, (base + frac) / total));
+        };
+        tool(args, dir, "finetune", poll);
+        if (cancelled()) throw Error("resurrect: cancelled during " + label + " (its partial output is in " + dir.string() + ")");
+        return out;
+    }
+};
+
+std::vector<std::string> newly(const std::vector<std::string>& after, const std::vector<std::string>& before) {
+    std::vector<std::string> out;
+    for (const auto& a : after)
+        if (std::find(before.begin(), before.end(), a) == before.end()) out.push_back(a);
+    return out;
+}
+
+std::string first_tokens_prompt(const fs::path& val, const std::string& dtype) {
+    std::ifstream in(val, std::ios::binary);
+    std::vector<std::uint32_t> ids;
+    const int width = dtype == "u32" ? 4 : 2;
+    for (int i = 0; i < 16; ++i) {
+        unsigned char b[4] = {0, 0, 0, 0};
+        if (!in.read(reinterpret_cast<char*>(b), width)) break;
+        ids.push_back(b[0] | (b[1] << 8) | (width == 4 ? (b[2] << 16) | (static_cast<std::uint32_t>(b[3]) << 24) : 0));
+    }
+    // Byte-level text when every id is printable ASCII (generate reads bytes for a 256-token
+    // vocabulary), else the ids themselves.
+    const bool text = !ids.empty() && std::all_of(ids.begin(), ids.end(), [](std::uint32_t i) { return i >= 32 && i < 127; });
+    std::string s;
+    for (auto id : ids) s += text ? std::string(1, static_cast<char>(id)) : (s.empty() ? "" : " ") + std::to_string(id);
+    return s.empty() ? "1" : s;
+}
+
+ojson recipe_identity(const Recipe& r) { return to_json(r); }
+
+}  // namespace
+
+ResurrectionLog run_resurrection(const ResurrectOptions& opt) {
+    const auto t0 = std::chrono::steady_clock::now();
+    if (opt.bitfsck.empty() || !fs::exists(opt.bitfsck)) throw Error("resurrect: the bitfsck executable '" + opt.bitfsck.string() + "' is missing");
+    for (const auto& f : {opt.tokens, opt.val_tokens})
+        if (!fs::exists(f)) throw io::FileError(f.string() + ": no such file");
+    Recipe recipe = opt.recipe ? *opt.recipe : plan_resurrection(opt.inputs, opt.plan);
+    fs::create_directories(opt.out_dir);
+    const fs::path log_path = opt.out_dir / "resurrection.json";
+    for (const auto& in : recipe.inputs) io::ensure_not_an_input(opt.out_dir / "resurrected.pt", {in});
+
+    ResurrectionLog log;
+    log.recipe = recipe;
+    log.tokens = opt.tokens.string();
+    log.val_tokens = opt.val_tokens.string();
+    log.token_dtype = opt.token_dtype;
+    log.tokens_hash = file_hash(opt.tokens);
+    log.val_tokens_hash = file_hash(opt.val_tokens);
+    for (const auto& in : recipe.inputs) log.input_hashes.emplace_back(in, file_hash(in));
+
+    // Resume: the same recipe on the same inputs and data keeps its completed stages.
+    std::optional<ResurrectionLog> previous;
+    if (fs::exists(log_path)) {
+        std::ifstream in(log_path);
+        const auto j = nlohmann::json::parse(in, nullptr, false);
+        if (!j.is_discarded()) {
+            ResurrectionLog p = resurrection_log_from_json(j, log_path.string());
+            if (recipe_identity(p.recipe) == recipe_identity(recipe) && p.input_hashes == log.input_hashes &&
+                p.tokens_hash == log.tokens_hash && p.val_tokens_hash == log.val_tokens_hash)
+                previous = std::move(p);
+        }
+        if (!previous) throw Error(log_path.string() + " describes another run (recipe, inputs or data differ); use another -o folder");
+    }
+
+    Runner run{opt, recipe, first_tokens_prompt(opt.val_tokens, opt.token_dtype)};
+    run.total = static_cast<double>(recipe.stages.size()) + (recipe.baselines ? 2.0 : 0.0) + 1.0;
+    auto save_log = [&] {
+        log.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        io::write_file_atomically(log_path, to_json(log).dump(2) + "\n");
+    };
+
+    run.say("measuring the latest checkpoint");
+    log.start = previous ? previous->start : run.measure(recipe.latest, opt.out_dir / "measure_start", true);
+    run.done = 1;
+    Measurement current = log.start;
+    fs::path current_file = recipe.latest;
+    save_log();
+
+    for (std::size_t i = 0; i < recipe.stages.size(); ++i) {
+        const RecipeStage& stage = recipe.stages[i];
+        const std::string label = "stage " + std::to_string(i + 1) + "/" + std::to_string(recipe.stages.size()) + " " + std::string(stage_name(stage.kind));
+        const fs::path dir = opt.out_dir / ("stage_" + std::to_string(i + 1) + "_" + std::string(stage_name(stage.kind)));
+        if (previous && i < previous->stages.size() && fs::exists(previous->stages[i].output) &&
+            file_hash(previous->stages[i].output) == previous->stages[i].after.content_hash) {
+            StageRecord rec = previous->stages[i];
+            rec.decisions.push_back("resumed: completed by an earlier run");
+            if (rec.accepted) current = rec.after, current_file = rec.output;
+            log.stages.push_back(rec);
+            run.done += 1;
+            continue;
+        }
+        if (run.cancelled()) throw Error("resurrect: cancelled before " + label);
+        run.say(label);
+        const auto s0 = std::chrono::steady_clock::now();
+        fs::create_directories(dir);
+        StageRecord rec;
+        rec.index = i + 1;
+        rec.stage = stage;
+        rec.input = current_file.string();
+        const std::string ext = current_file.extension().string();
+        fs::path out = dir / ("out" + ext);
+        const auto& p = stage.params;
+        switch (stage.kind) {
+            case StageKind::Pick: {
+                const fs::path src = p.at("checkpoint").get<std::string>();
+                out = dir / ("out" + src.extension().string());
+                io::ensure_not_an_input(out, {src});
+                io::replace_atomically(out, [&](const fs::path& tmp) { fs::copy_file(src, tmp, fs::copy_options::overwrite_existing); });
+                rec.decisions.push_back("start from " + src.string());
+                break;
+            }
+            case StageKind::Graft: {
+                TensorSelection sel;
+                if (p.contains("roles")) sel.roles = p["roles"].get<std::vector<std::string>>();
+                if (p.contains("layers") && !p["layers"].get<std::string>().empty()) sel.layers = parse_layer_ranges(p["layers"].get<std::string>());
+                if (p.contains("match")) sel.match = p["match"].get<std::vector<std::string>>();
+                const fs::path base = p.value("base", current_file.string());
+                out = dir / ("out" + base.extension().string());
+                const auto names = graft_checkpoint(base, p.at("donor").get<std::string>(), sel, out);
+                rec.decisions.push_back(std::to_string(names.size()) + " tensors of " + base.filename().string() + " taken from " +
+                                        fs::path(p.at("donor").get<std::string>()).filename().string());
+                break;
+            }
+            case StageKind::Svd:
+            case StageKind::Align:
+            case StageKind::Inflate: {
+                RepairOptions ro;
+                ro.step = step_from_json(p.value("step", ojson{{"kind", std::string(stage_name(stage.kind))}}));
+                if (p.contains("selection")) ro.selection = selection_from_json(p["selection"]);
+                if (p.contains("like")) ro.like = fs::path(p["like"].get<std::string>());
+                ro.drop_optimizer_state = true;
+                ro.threads = 1;
+                const RepairLog rl = repair_checkpoint(current_file, out, ro);
+                rec.decisions.push_back(std::to_string(rl.tensors.size()) + " tensors repaired (" + fs::path(repair_log_path(out)).filename().string() + ")");
+                break;
+            }
+            case StageKind::Finetune: out = run.finetune(current_file, p, dir, label); break;
+        }
+        rec.output = out.string();
+        rec.after = run.measure(out, dir, true);
+        // Gates: a transforming stage must not make things worse than its input.
+        const bool choice = stage.kind == StageKind::Pick || stage.kind == StageKind::Graft;
+        std::vector<std::string> failed;
+        if (!choice && rec.after.val_loss > current.val_loss + recipe.gates.val_loss_tolerance)
+            failed.push_back("validation loss " + fmt("%.4f", current.val_loss) + " → " + fmt("%.4f", rec.after.val_loss) +
+                             " (tolerance " + fmt("%g", recipe.gates.val_loss_tolerance) + ")");
+        if (recipe.gates.no_new_collapse)
+            if (auto n = newly(rec.after.collapsed, current.collapsed); !n.empty()) {
+                std::string names;
+                for (const auto& x : n) names += (names.empty() ? "" : ", ") + x;
+                failed.push_back("newly collapsed: " + names);
+            }
+        if (recipe.gates.no_new_degeneration && rec.after.degenerate && !current.degenerate) failed.push_back("greedy generation became degenerate");
+        if (choice) rec.decisions.push_back("a choice of starting point: not held to the validation-loss gate");
+        if (failed.empty()) {
+            rec.accepted = true;
+            rec.decisions.push_back("accepted: validation loss " + fmt("%.4f", current.val_loss) + " → " + fmt("%.4f", rec.after.val_loss));
+        } else {
+            rec.accepted = opt.keep_going;
+            for (const auto& f : failed) rec.decisions.push_back((opt.keep_going ? "kept despite (--keep-going): " : "rejected: ") + f);
+            if (!opt.keep_going) rec.decisions.push_back("the next stage starts from this stage's input; the output stays here for inspection");
+        }
+        if (rec.accepted) current = rec.after, current_file = out;
+        rec.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - s0).count();
+        log.stages.push_back(rec);
+        run.done += 1;
+        save_log();
+    }
+
+    const fs::path final_out = opt.out_dir / ("resurrected" + current_file.extension().string());
+    io::replace_atomically(final_out, [&](const fs::path& tmp) { fs::copy_file(current_file, tmp, fs::copy_options::overwrite_existing); });
+    log.output = final_out.string();
+    log.output_hash = file_hash(final_out);
+
+    if (recipe.baselines) {
+        // The same fine-tuning budget, from the same start, with the run's own optimizer settings.
+        fs::path ft_start = recipe.latest;
+        nlohmann::json ft_params;
+        for (const auto& s : log.stages)
+            if (s.stage.kind == StageKind::Finetune) {
+                ft_start = s.input;
+                ft_params = s.stage.params;
+                break;
+            }
+        if (!ft_params.is_null()) {
+            nlohmann::json params = recipe.baseline_finetune;
+            params["steps"] = ft_params.value("steps", std::int64_t{100});
+            if (ft_params.contains("lr")) params["lr"] = ft_params["lr"];
+            if (ft_params.contains("warmup")) params["warmup"] = ft_params["warmup"];
+            run.say("baseline: fine-tuning with the run's own settings");
+            const fs::path out = run.finetune(ft_start, params, opt.out_dir / "baseline_original", "baseline");
+            BaselineRecord b;
+            b.name = "original optimizer settings";
+            std::string notes;
+            if (recipe.baseline_finetune.contains("notes"))
+                for (const auto& n : recipe.baseline_finetune["notes"]) notes += (notes.empty() ? "" : "; ") + n.get<std::string>();
+            b.description = "fine-tuning from " + ft_start.filename().string() + " for the same steps and data with the run's own settings (" + notes + ")";
+            b.measurement = run.measure(out, opt.out_dir / "baseline_original", true);
+            log.baselines.push_back(b);
+        }
+        run.done += 1;
+        run.say("baseline: the run's own checkpoints");
+        for (const auto& in : recipe.inputs) {
+            BaselineRecord b;
+            b.name = fs::path(in).filename().string();
+            b.description = "the run's own checkpoint, as it is";
+            const bool probes = in == recipe.latest || (recipe.last_healthy && in == *recipe.last_healthy);
+            b.measurement = probes && in == recipe.latest ? log.start
+                                                          : run.measure(in, opt.out_dir / ("baseline_" + fs::path(in).stem().string()), probes);
+            log.baselines.push_back(b);
+        }
+        run.done += 1;
+    }
+    const Measurement& final_m = current;
+    for (const auto& b : log.baselines) {
+        const double d = b.measurement.val_loss - final_m.val_loss;
+        log.claims.push_back((d > 0 ? "beats " : "does not beat ") + b.name + ": validation loss " + fmt("%.4f", final_m.val_loss) + " vs " +
+                             fmt("%.4f", b.measurement.val_loss) + " (" + (d > 0 ? "−" : "+") + fmt("%.4f", std::abs(d)) + " nats)");
+    }
+    log.complete = true;
+    save_log();
+    io::write_file_atomically(opt.out_dir / "report.html", resurrection_report_html(log));
+    run.done = run.total;
+    run.say("done");
+    return log;
+}
+
+ResurrectionReplay replay_resurrection(const fs::path& log_file, const fs::path& out_dir, const fs::path& bitfsck,
+                                       const std::function<void(const std::string&, double)>& progress) {
+    std::ifstream in(log_file);
+    if (!in) throw io::FileError(log_file.string() + ": cannot open");
+    const auto j = nlohmann::json::parse(in, nullptr, false);
+    if (j.is_discarded()) throw Error(log_file.string() + ": not JSON");
+    const ResurrectionLog original = resurrection_log_from_json(j, log_file.string());
+    if (!original.complete) throw Error(log_file.string() + ": the logged run did not complete; resume it instead");
+    for (const auto& [file, hash] : original.input_hashes)
+        if (!fs::exists(file) || file_hash(file) != hash)
+            throw Error("replay: " + file + " is not the checkpoint the log recorded (missing or changed)");
+    if (fs::weakly_canonical(out_dir) == fs::weakly_canonical(log_file.parent_path()))
+        throw Error("replay: write into another folder than the logged run's " + log_file.parent_path().string());
+    ResurrectOptions o;
+    o.inputs = original.recipe.inputs;
+    o.tokens = original.tokens;
+    o.val_tokens = original.val_tokens;
+    o.token_dtype = original.token_dtype;
+    o.out_dir = out_dir;
+    o.recipe = original.recipe;
+    o.bitfsck = bitfsck;
+    o.progress = progress;
+    ResurrectionReplay r;
+    r.log = run_resurrection(o);
+    r.expected_hash = original.output_hash;
+    r.identical = r.log.output_hash == original.output_hash;
+    return r;
+}
+
+}  // namespace bitfsck::repair
