@@ -118,13 +118,13 @@ Recipe plan_resurrection(const std::vector<std::string>& inputs, const PlanOptio
         if (l.layer) sick_layers.insert(*l.layer);
     }
     std::string from;
-    if (tl.last_healthy_step) {
+    if (!tl.onset_step) {
+        r.diagnosis.push_back("every checkpoint is healthy: nothing to resurrect; the recipe only fine-tunes the latest");
+    } else if (tl.last_healthy_step) {
         from = tl.last_healthy_file;
         r.last_healthy = from;
         r.diagnosis.push_back("collapse onset at step " + std::to_string(*tl.onset_step) + "; the last healthy checkpoint is step " +
                               std::to_string(*tl.last_healthy_step) + " (" + fs::path(from).filename().string() + ")");
-    } else if (!tl.onset_step) {
-        r.diagnosis.push_back("every checkpoint is healthy: nothing to resurrect; the recipe only fine-tunes the latest");
     } else if (tl.last_before_collapse_step) {
         from = tl.last_before_collapse_file;
         r.diagnosis.push_back("no healthy checkpoint; the last one before the collapse is step " + std::to_string(*tl.last_before_collapse_step) +

@@ -263,7 +263,13 @@ ResurrectionLog run_resurrection(const ResurrectOptions& opt) {
             case StageKind::Align:
             case StageKind::Inflate: {
                 RepairOptions ro;
-                ro.step = step_from_json(p.value("step", ojson{{"kind", std::string(stage_name(stage.kind))}}));
+                // The recipe names only what it changes; the rest are the step's defaults.
+                StepSpec defaults;
+                defaults.kind = *step_from_name(stage_name(stage.kind));
+                nlohmann::json step = to_json(defaults);
+                if (p.contains("step")) step.update(p["step"]);
+                step["kind"] = std::string(stage_name(stage.kind));
+                ro.step = step_from_json(step);
                 if (p.contains("selection")) ro.selection = selection_from_json(p["selection"]);
                 if (p.contains("like")) ro.like = fs::path(p["like"].get<std::string>());
                 ro.drop_optimizer_state = true;

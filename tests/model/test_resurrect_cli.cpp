@@ -1,0 +1,117 @@
+// bitfsck plan and resurrect as a user runs them, on the sample collapsed run with a short recipe
+// (edited from `plan -o`, as a user would): stages, gates, resuming, replaying, the report.
+#include <catch2/catch.hpp>
+
+#include "support.hpp"
+
+using namespace bitfsck;
+namespace fs = std::filesystem;
+
+namespace {
+
+test::CommandResult run_bitfsck(const std::string& args) { return test::run_command(test::quote(test::cli_path()) + " " + args); }
+const fs::path kRun = test::samples_dir() / "run";
+std::string data_flags() {
+    return " --tokens " + test::quote(kRun / "train.bin") + " --val-tokens " + test::quote(kRun / "val.bin");
+}
+
+// plan -o, then the edits: a short fine-tune, fewer evaluation windows, no baselines.
+fs::path short_recipe(const test::TempDir& tmp, const std::function<void(nlohmann::json&)>& edit = {}) {
+    const fs::path recipe = tmp / "recipe.json";
+    const auto r = run_bitfsck("plan " + test::quote(kRun) + " --steps 8 -o " + test::quote(recipe));
+    REQUIRE(r.exit_code == 0);
+    auto j = test::read_json(recipe);
+    j["eval_windows"] = 64;
+    j["baselines"] = false;
+    if (edit) edit(j);
+    test::write_bytes(recipe, j.dump(2));
+    return recipe;
+}
+
+}  // namespace
+
+TEST_CASE("plan: the diagnosis and a recipe with reasons", "[resurrect][cli]") {
+    const auto r = run_bitfsck("plan " + test::quote(kRun) + " --json");
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    const auto j = nlohmann::json::parse(r.out);
+    CHECK(j["latest"].get<std::string>().find("step_000350.pt") != std::string::npos);
+    CHECK(j["last_healthy"].get<std::string>().find("step_000050.pt") != std::string::npos);
+    REQUIRE(j["stages"].size() == 2);
+    CHECK(j["stages"][0]["stage"] == "graft");  // attention kept learning after step 50
+    CHECK(j["stages"][0]["params"]["roles"] == nlohmann::json({"mlp_gate", "mlp_up", "mlp_down"}));
+    CHECK(j["stages"][1]["stage"] == "finetune");
+    CHECK(j["stages"][1]["params"]["reg"][0].get<std::string>().rfind("double-well", 0) == 0);
+    for (const auto& s : j["stages"]) CHECK_FALSE(s["reason"].get<std::string>().empty());
+    // The baseline continues the run as it was configured: its coupled L2 on the MLPs.
+    CHECK(j["baseline_finetune"]["reg"][0] == "decay:lambda=30,coupled,roles=mlp");
+
+    const auto help = run_bitfsck("resurrect --help");
+    CHECK(help.exit_code == 0);
+    CHECK(help.out.find("Example") != std::string::npos);
+    CHECK(run_bitfsck("plan --help").out.find("Example") != std::string::npos);
+
+    const auto healthy = run_bitfsck("plan " + test::quote(kRun / "step_000050.pt"));
+    CHECK(healthy.exit_code == 0);
+    CHECK(healthy.out.find("every checkpoint is healthy") != std::string::npos);
+}
+
+TEST_CASE("resurrect: a short recipe, a gate that rejects, resume and replay", "[resurrect][cli]") {
+    test::TempDir tmp;
+    // A destructive stage between graft and finetune: rank-1 attention. Its validation loss rises,
+    // so the gate rejects it and the fine-tune starts from the graft.
+    const fs::path recipe = short_recipe(tmp, [](nlohmann::json& j) {
+        nlohmann::json svd = {{"stage", "svd"},
+                              {"params", {{"step", {{"rule", "rank"}, {"rank", 1}}}, {"selection", {{"roles", {"attn"}}, {"layers", nlohmann::json::array()}, {"match", nlohmann::json::array()}}}}},
+                              {"reason", "test: a stage that must be rejected"}};
+        j["stages"].insert(j["stages"].begin() + 1, svd);
+    });
+    const fs::path out = tmp / "out";
+    const std::string cmd = "resurrect " + test::quote(kRun) + data_flags() + " --recipe " + test::quote(recipe) + " -o " + test::quote(out);
+    const auto r = run_bitfsck(cmd);
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+    const auto log = test::read_json(out / "resurrection.json");
+    CHECK(log["complete"] == true);
+    REQUIRE(log["stages"].size() == 3);
+    CHECK(log["stages"][0]["accepted"] == true);
+    CHECK(log["stages"][1]["stage"] == "svd");
+    CHECK(log["stages"][1]["accepted"] == false);
+    CHECK(log["stages"][1]["after"]["val_loss"].get<double>() > log["stages"][0]["after"]["val_loss"].get<double>() + 0.01);
+    CHECK(log["stages"][2]["input"] == log["stages"][0]["output"]);  // the rejected stage was skipped
+    CHECK(log["stages"][2]["accepted"] == true);
+    CHECK(fs::exists(out / "stage_2_svd" / "out.pt"));  // kept for inspection
+    CHECK(fs::exists(out / "resurrected.pt"));
+    CHECK(r.out.find("REJECTED") != std::string::npos);
+    const std::string html = test::read_text(out / "report.html");
+    CHECK(html.find("<svg") != std::string::npos);
+    CHECK(html.find("<script") == std::string::npos);
+    CHECK(html.find("src=") == std::string::npos);
+    CHECK(html.find("IPMR") != std::string::npos);
+
+    // The same command again: every stage is already done.
+    const auto again = run_bitfsck(cmd);
+    REQUIRE(again.exit_code == 0);
+    CHECK(again.out.find("resumed: completed by an earlier run") != std::string::npos);
+
+    // Replay into another folder: the same resurrected.pt, bit for bit.
+    const auto replay = run_bitfsck("resurrect --replay " + test::quote(out / "resurrection.json") + " -o " + test::quote(tmp / "replay"));
+    INFO(replay.out << replay.err);
+    CHECK(replay.exit_code == 0);
+    CHECK(replay.out.find("identical") != std::string::npos);
+    CHECK(test::read_text(tmp / "replay" / "resurrected.pt") == test::read_text(out / "resurrected.pt"));
+}
+
+TEST_CASE("resurrect: bad input gets one line and a non-zero exit", "[resurrect][cli]") {
+    test::TempDir tmp;
+    auto r = run_bitfsck("resurrect " + test::quote(kRun) + " -o " + test::quote(tmp / "o"));
+    CHECK(r.exit_code == 1);
+    CHECK(r.err.find("needs") != std::string::npos);
+    test::write_bytes(tmp / "bad.json", "{\"schema_version\": 1}");
+    r = run_bitfsck("resurrect " + test::quote(kRun) + data_flags() + " --recipe " + test::quote(tmp / "bad.json") + " -o " + test::quote(tmp / "o"));
+    CHECK(r.exit_code == 1);
+    CHECK(r.err.find("bad.json: not a resurrection recipe") != std::string::npos);
+    r = run_bitfsck("plan " + test::quote(tmp.path()));
+    CHECK(r.exit_code != 0);
+    CHECK(r.err.find("no checkpoint files") != std::string::npos);
+}
