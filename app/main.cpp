@@ -38,12 +38,14 @@ struct Args {
 };
 
 constexpr const char* kUsage =
-    "usage: bitfsck-gui [FILE|DIR...] [--screenshot OUT.png --view overview|layers|tensor|timeline|compare|induction|repair]\n"
+    "usage: bitfsck-gui [FILE|DIR...] [--screenshot OUT.png --view overview|layers|tensor|timeline|compare|induction|repair|resurrect]\n"
     "                   [--width 1280 --height 800] [--timeout SECONDS]\n"
     "Opens checkpoints and run folders in the bitfsck desktop app. With --screenshot it waits for loading and\n"
     "analysis to finish (at most --timeout seconds), renders the view, writes a PNG and exits; for the induction\n"
     "view it first runs the induction probe (cpu, default parameters) on the first input; for the repair view it\n"
-    "previews the first collapsed tensor of the first input with the default inflate parameters.\n";
+    "previews the first collapsed tensor of the first input with the default inflate parameters; for the resurrect\n"
+    "view it plans the first input (a run folder) and shows the recipe with its reasons (and the results of a run\n"
+    "already in <run>.resurrected/).\n";
 
 [[noreturn]] void fail(const std::string& message, int code = 1) {
     std::cerr << "bitfsck-gui: " << message << "\n";
@@ -79,7 +81,7 @@ Args parse_args(int argc, char** argv) {
         } else if (arg == "--view") {
             const std::string v = value();
             auto view = view_from_name(v);
-            if (!view) fail("--view wants overview, layers, tensor, timeline, compare, induction or repair, not '" + v + "'", 2);
+            if (!view) fail("--view wants overview, layers, tensor, timeline, compare, induction, repair or resurrect, not '" + v + "'", 2);
             a.view = *view;  // without --screenshot: the view the app starts on
         } else if (arg == "--width") {
             a.width = parse_int(arg, value(), 320, 8192);
@@ -142,7 +144,16 @@ void load_fonts() {
     // the fallback where it is not installed.
     const char* dejavu = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
     std::error_code ec;
-    if (fs::exists(dejavu, ec) && io.Fonts->AddFontFromFileTTF(dejavu, 15.0f)) return;
+    // Latin plus the dashes, arrows and math signs the libraries' messages use (→, −, ≈, ±, ·).
+    static ImVector<ImWchar> ranges;
+    if (ranges.empty()) {
+        ImFontGlyphRangesBuilder builder;
+        builder.AddRanges(io.Fonts->GetGlyphRangesDefault());
+        static const ImWchar extra[] = {0x0370, 0x03FF, 0x2010, 0x2027, 0x2190, 0x21FF, 0x2200, 0x22FF, 0};
+        builder.AddRanges(extra);
+        builder.BuildRanges(&ranges);
+    }
+    if (fs::exists(dejavu, ec) && io.Fonts->AddFontFromFileTTF(dejavu, 15.0f, nullptr, ranges.Data)) return;
     io.Fonts->AddFontDefault();
 }
 
@@ -214,6 +225,15 @@ int main(int argc, char** argv) {
             // below waits for it like for any job).
             if (shot && args.view == View::Induction) {
                 if (auto ref = current_checkpoint_ref(state)) start_induction(state, *ref, state.induction.params);
+            }
+            // The resurrection view: the plan of the first input (a run), with its reasons.
+            if (shot && args.view == View::Resurrect) {
+                if (const Document* d = selected_document(state)) {
+                    default_resurrect_paths(state.resurrect, d->path);
+                    start_resurrect_plan(state.resurrect);
+                    // A finished run in the default output folder is shown too.
+                    state.resurrect.log = read_resurrection_log(state.resurrect.out_dir);
+                }
             }
             // The repair view: the preview of the first collapsed tensor (default inflate), computed here.
             if (shot && args.view == View::Repair) {

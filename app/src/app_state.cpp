@@ -31,6 +31,7 @@ std::string_view view_name(View v) {
         case View::Compare: return "compare";
         case View::Induction: return "induction";
         case View::Repair: return "repair";
+        case View::Resurrect: return "resurrect";
     }
     return "overview";
 }

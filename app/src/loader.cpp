@@ -381,7 +381,8 @@ bool busy(const AppState& s) {
 #ifdef BITFSCK_APP_HAVE_MODEL
     if (s.induction.job) return true;
 #endif
-    return !s.loads.empty() || s.diff_job.has_value() || s.repair.preview_job.has_value() || s.repair.run_job.has_value();
+    return !s.loads.empty() || s.diff_job.has_value() || s.repair.preview_job.has_value() || s.repair.run_job.has_value() ||
+           s.resurrect.plan_job != nullptr || s.resurrect.run_job != nullptr;
 }
 
 void cancel_all(AppState& s) {

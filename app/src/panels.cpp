@@ -13,6 +13,7 @@ const std::vector<Panel>& panels() {
         {"compare", "Compare", View::Compare, &draw_compare},
         {"induction", "Induction", View::Induction, &draw_induction},
         {"repair", "Repair", View::Repair, &draw_repair},
+        {"resurrect", "Resurrect", View::Resurrect, &draw_resurrect},
         {"help", "Help", std::nullopt, &draw_help},
     };
     return list;

@@ -107,7 +107,7 @@ Recipe plan_resurrection(const std::vector<std::string>& inputs, const PlanOptio
     for (const auto& p : tl.points) r.inputs.push_back(p.file);
     const auto& latest = tl.points.back();
     r.latest = latest.file;
-    r.diagnosis.push_back(std::to_string(tl.points.size()) + " checkpoints, steps " + std::to_string(tl.points.front().step) + "–" +
+    r.diagnosis.push_back(std::to_string(tl.points.size()) + " checkpoints, steps " + std::to_string(tl.points.front().step) + " to " +
                           std::to_string(latest.step) + "; the latest is " + std::string(analysis::verdict_name(latest.verdict)));
 
     std::set<analysis::Role> sick_roles;

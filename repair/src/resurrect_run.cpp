@@ -338,7 +338,7 @@ ResurrectionLog run_resurrection(const ResurrectOptions& opt) {
             std::string notes;
             if (recipe.baseline_finetune.contains("notes"))
                 for (const auto& n : recipe.baseline_finetune["notes"]) notes += (notes.empty() ? "" : "; ") + n.get<std::string>();
-            b.description = "fine-tuning from " + ft_start.filename().string() + " for the same steps and data with the run's own settings (" + notes + ")";
+            b.description = "fine-tuning from " + ft_start.lexically_relative(opt.out_dir).string() + " for the same steps and data with the run's own settings (" + notes + ")";
             b.measurement = run.measure(out, opt.out_dir / "baseline_original", true);
             log.baselines.push_back(b);
         }

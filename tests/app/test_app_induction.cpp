@@ -38,7 +38,7 @@ bool logged(const AppState& s, LogLine::Level level, const std::string& part) {
 TEST_CASE("the induction view is a view, and every figure is named and explained") {
     REQUIRE(view_from_name("induction") == View::Induction);
     CHECK(view_name(View::Induction) == "induction");
-    CHECK(static_cast<int>(View::Induction) == kViewCount - 2);  // repair comes last
+    CHECK(static_cast<int>(View::Induction) == kViewCount - 3);  // repair and resurrect come last
     CHECK(induction_metric_name(InductionMetric::Ipmr) == "IPMR");
     CHECK(induction_metric_name(InductionMetric::Induction) == "induction score");
     for (int i = 0; i < kInductionMetricCount; ++i) CHECK_FALSE(explain_induction_metric(static_cast<InductionMetric>(i)).empty());

@@ -218,3 +218,14 @@ TEST_CASE("screenshot of the repair view: the preview of a collapsed tensor befo
     CHECK(img.count(palette::kTernaryNeg) > 500);
     CHECK(img.count(palette::kTernaryPos) > 500);
 }
+
+TEST_CASE("screenshot of the resurrect view: the plan of the sample run with its stages", "[xvfb][run]") {
+    REQUIRE(have_xvfb());  // scripts/setup installs xvfb xauth libgl1-mesa-dri
+    REQUIRE(run_has_checkpoints());
+    Image img = screenshot(bitfsck::test::samples_dir() / "run", "resurrect");
+    CHECK(img.width == 1280);
+    CHECK(img.variance() > 100);
+    // One square per recipe stage: graft and finetune.
+    CHECK(img.count(palette::kRecipeStage) >= 2 * 100);
+    CHECK(img.count(palette::kRecipeStage) <= 3 * 144);
+}

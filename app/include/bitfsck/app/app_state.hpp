@@ -18,6 +18,7 @@
 #include "bitfsck/app/induction.hpp"
 #include "bitfsck/app/job.hpp"
 #include "bitfsck/app/repair_view.hpp"
+#include "bitfsck/app/resurrect_view.hpp"
 #include "bitfsck/io/checkpoint.hpp"
 #include "bitfsck/io/object_tree.hpp"
 
@@ -47,9 +48,9 @@ struct Document {
     std::string title() const;
 };
 
-// The views, in tab order (keys 1-7 select them).
-enum class View { Overview, Layers, Tensor, Timeline, Compare, Induction, Repair };
-inline constexpr int kViewCount = 7;
+// The views, in tab order (keys 1-8 select them).
+enum class View { Overview, Layers, Tensor, Timeline, Compare, Induction, Repair, Resurrect };
+inline constexpr int kViewCount = 8;
 std::string_view view_name(View v);                        // "overview", "layers", ...
 std::optional<View> view_from_name(std::string_view name);
 
@@ -206,6 +207,7 @@ struct AppState {
 
     InductionView induction;
     RepairView repair;
+    ResurrectView resurrect;
 
     std::vector<LoadJob> loads;
     std::optional<DiffJob> diff_job;

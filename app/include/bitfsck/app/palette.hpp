@@ -23,6 +23,7 @@ inline constexpr Rgb kTernaryPos{230, 120, 80};
 inline constexpr Rgb kOnset{240, 50, 50};            // timeline markers
 inline constexpr Rgb kLastHealthy{60, 220, 90};
 inline constexpr Rgb kFlipBar{240, 170, 40};         // compare view flip-rate bars
+inline constexpr Rgb kRecipeStage{120, 200, 255};    // resurrection view: one square per recipe stage
 // The induction heat map's ramp (magma-like: dark purple for 0, pale yellow for the top of the
 // scale), and the frame around the top head of the figure shown.
 inline constexpr Rgb kInductionRamp[5] = {{14, 10, 40}, {84, 24, 112}, {182, 54, 110}, {246, 124, 60}, {252, 236, 160}};

@@ -31,6 +31,7 @@ void draw_timeline(AppState& s);
 void draw_compare(AppState& s);
 void draw_induction(AppState& s);
 void draw_repair(AppState& s);
+void draw_resurrect(AppState& s);
 void draw_help(AppState& s);
 
 struct UiFlags {
