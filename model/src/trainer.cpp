@@ -490,33 +490,42 @@ void Trainer::load_optimizer_state(const std::vector<NamedTensor>& state) {
 }
 
 nlohmann::ordered_json Trainer::role_metrics() const {
+    // Every step: the figures of each matrix as device scalars, copied to the host in one transfer
+    // (a .item() per figure would synchronise the device dozens of times per step).
     at::NoGradGuard ng;
+    std::vector<at::Tensor> figures;
+    std::vector<const Param*> matrices;
+    for (const auto& p : impl_->params) {
+        if (!p.matrix) continue;
+        at::Tensor w = p.w.detach();
+        at::Tensor a = w.abs();
+        at::Tensor gamma = a.mean() + 1e-8;
+        at::Tensor codes = at::clamp(at::round(w / gamma), -1, 1);
+        figures.push_back(at::stack({w.sum(), w.pow(2).sum(), a.sum(), (codes < 0).sum().to(w.scalar_type()),
+                                     (codes == 0).sum().to(w.scalar_type()), (codes > 0).sum().to(w.scalar_type())})
+                              .to(at::kDouble));
+        matrices.push_back(&p);
+    }
+    nlohmann::ordered_json out = nlohmann::ordered_json::object();
+    if (figures.empty()) return out;
+    at::Tensor host = at::stack(figures).to(at::kCPU).contiguous();
+    const double* f = host.data_ptr<double>();
     struct Acc {
         double n = 0, sum = 0, sum_sq = 0, abs_sum = 0, neg = 0, zero = 0, pos = 0;
     };
     std::map<std::string, Acc> by_role;
-    for (const auto& p : impl_->params) {
-        if (!p.matrix) continue;
-        at::Tensor w = p.w.detach().to(at::kDouble);
-        const double gamma = w.abs().mean().item<double>() + 1e-8;
-        at::Tensor codes = at::clamp(at::round(w / gamma), -1, 1);
-        Acc& a = by_role[std::string(analysis::role_name(p.place.role))];
-        a.n += static_cast<double>(w.numel());
-        a.sum += w.sum().item<double>();
-        a.sum_sq += w.pow(2).sum().item<double>();
-        a.abs_sum += w.abs().sum().item<double>();
-        a.neg += (codes < 0).sum().item<double>();
-        a.zero += (codes == 0).sum().item<double>();
-        a.pos += (codes > 0).sum().item<double>();
+    for (std::size_t i = 0; i < matrices.size(); ++i, f += 6) {
+        Acc& acc = by_role[std::string(analysis::role_name(matrices[i]->place.role))];
+        acc.n += static_cast<double>(matrices[i]->w.numel());
+        acc.sum += f[0], acc.sum_sq += f[1], acc.abs_sum += f[2], acc.neg += f[3], acc.zero += f[4], acc.pos += f[5];
     }
-    nlohmann::ordered_json out = nlohmann::ordered_json::object();
-    for (const auto& [role, a] : by_role) {
-        const double mean = a.sum / a.n;
-        out[role] = {{"std", std::sqrt(std::max(0.0, a.sum_sq / a.n - mean * mean))},
-                     {"gamma", a.abs_sum / a.n},
-                     {"neg", a.neg / a.n},
-                     {"zero", a.zero / a.n},
-                     {"pos", a.pos / a.n}};
+    for (const auto& [role, acc] : by_role) {
+        const double mean = acc.sum / acc.n;
+        out[role] = {{"std", std::sqrt(std::max(0.0, acc.sum_sq / acc.n - mean * mean))},
+                     {"gamma", acc.abs_sum / acc.n},
+                     {"neg", acc.neg / acc.n},
+                     {"zero", acc.zero / acc.n},
+                     {"pos", acc.pos / acc.n}};
     }
     return out;
 }
