@@ -581,7 +581,7 @@ FinetuneResult run_finetune(FinetuneOptions o) {
         for (std::string line; std::getline(mi, line);) {
             if (line.empty()) continue;
             auto lj = nlohmann::json::parse(line, nullptr, false);
-            if (lj.is_discarded() || !lj.contains("step") || lj["step"].get<std::int64_t>() > start) continue;
+            if (lj.is_discarded() || !lj.contains("step") || !lj["step"].is_number_integer() || lj["step"].get<std::int64_t>() > start) continue;
             kept_metrics.push_back(line);
         }
         if (sj.contains("val_loss_before") && sj["val_loss_before"].is_number()) result.val_loss_before = sj["val_loss_before"].get<double>();
@@ -662,7 +662,10 @@ FinetuneResult run_finetune(FinetuneOptions o) {
     std::int64_t trained_tokens = 0;
     std::int64_t step = start;
     for (; step < o.steps; ++step) {
-        if (o.stop && o.stop->load()) {
+        // Under torchrun or srun the signal reaches the ranks at different moments: they agree
+        // first, so that no rank is left waiting in an all-reduce the others never join.
+        const bool stop_here = o.stop && o.stop->load();
+        if (o.dist.active() ? trainer.any_rank(stop_here) : stop_here) {
             result.stopped_early = true;
             break;
         }

@@ -268,10 +268,15 @@ struct Trainer::Impl {
                     if (p.trained) p.w.grad().mul_(coef);
         }
         // Coupled decay after clipping, as Adam's weight_decay: the clip cannot hide it.
+        add_coupled_decay();
+        return norm;
+    }
+
+    void add_coupled_decay() {
+        at::NoGradGuard ng;
         for (const auto& r : regs)
             if (r.spec.kind == RegularizerKind::Decay && !r.spec.decoupled)
                 for (std::size_t i : r.params) params[i].w.grad().add_(params[i].w.detach(), r.spec.lambda);
-        return norm;
     }
 
     double lr_of(const Param& p, double factor) const {
@@ -394,12 +399,7 @@ StepReport Trainer::step(std::span<const std::int64_t> windows, std::int64_t row
 
 std::vector<NamedTensor> Trainer::gradients(std::span<const std::int64_t> windows, std::int64_t rows) {
     impl_->accumulate(impl_->windows_tensor(windows, rows));
-    {
-        at::NoGradGuard ng;
-        for (const auto& r : impl_->regs)
-            if (r.spec.kind == RegularizerKind::Decay && !r.spec.decoupled)
-                for (std::size_t i : r.params) impl_->params[i].w.grad().add_(impl_->params[i].w.detach(), r.spec.lambda);
-    }
+    impl_->add_coupled_decay();
     std::vector<NamedTensor> out;
     for (const auto& p : impl_->params)
         if (p.trained) out.push_back(to_named(p.name, p.w.grad()));
@@ -540,5 +540,12 @@ std::vector<std::string> Trainer::unpacked() const {
 }
 
 std::int64_t Trainer::optimizer_steps() const { return impl_->optimizer_steps; }
+
+bool Trainer::any_rank(bool flag) {
+    if (!impl_->reducer) return flag;
+    at::Tensor t = at::full({1}, flag ? 1.0f : 0.0f, at::TensorOptions().dtype(at::kFloat).device(impl_->model.device()));
+    impl_->reducer->average({t});
+    return t.to(at::kCPU).item<float>() > 0;
+}
 
 }  // namespace bitfsck::model

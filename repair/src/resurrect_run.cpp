@@ -218,7 +218,10 @@ ResurrectionLog run_resurrection(const ResurrectOptions& opt) {
         const RecipeStage& stage = recipe.stages[i];
         const std::string label = "stage " + std::to_string(i + 1) + "/" + std::to_string(recipe.stages.size()) + " " + std::string(stage_name(stage.kind));
         const fs::path dir = opt.out_dir / ("stage_" + std::to_string(i + 1) + "_" + std::string(stage_name(stage.kind)));
-        if (previous && i < previous->stages.size() && fs::exists(previous->stages[i].output) &&
+        // A completed stage is kept only when it was run on the very file it would be run on now
+        // and its output is still what was measured.
+        if (previous && i < previous->stages.size() && previous->stages[i].input == current_file.string() &&
+            file_hash(current_file) == current.content_hash && fs::exists(previous->stages[i].output) &&
             file_hash(previous->stages[i].output) == previous->stages[i].after.content_hash) {
             StageRecord rec = previous->stages[i];
             rec.decisions.push_back("resumed: completed by an earlier run");
@@ -312,6 +315,7 @@ ResurrectionLog run_resurrection(const ResurrectOptions& opt) {
     }
 
     const fs::path final_out = opt.out_dir / ("resurrected" + current_file.extension().string());
+    io::ensure_not_an_input(final_out, std::vector<fs::path>(recipe.inputs.begin(), recipe.inputs.end()));
     io::replace_atomically(final_out, [&](const fs::path& tmp) { fs::copy_file(current_file, tmp, fs::copy_options::overwrite_existing); });
     log.output = final_out.string();
     log.output_hash = file_hash(final_out);

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -24,6 +25,20 @@ std::string slurp(const std::filesystem::path& p) {
     return s.str();
 }
 
+// Whatever happens in the caller (a throwing progress callback, a failed wait), the child never
+// outlives run_tool: it is killed and reaped.
+struct ChildGuard {
+    pid_t pid;
+    bool reaped = false;
+    ~ChildGuard() {
+        if (reaped) return;
+        ::kill(pid, SIGKILL);
+        while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {}
+    }
+};
+
+constexpr auto kGraceAfterCancel = std::chrono::seconds(30);
+
 }  // namespace
 
 ToolRun run_tool(const std::filesystem::path& exe, const std::vector<std::string>& args, const std::filesystem::path& log_dir,
@@ -34,36 +49,68 @@ ToolRun run_tool(const std::filesystem::path& exe, const std::vector<std::string
     std::vector<char*> argv;
     for (auto& a : argv_s) argv.push_back(a.data());
     argv.push_back(nullptr);
+    // The child reports a failed exec (with its errno) through this pipe, closed on a good exec.
+    int report[2];
+    if (::pipe2(report, O_CLOEXEC) != 0) throw io::FileError(std::string("cannot start ") + exe.string() + ": " + std::strerror(errno));
     const pid_t pid = ::fork();
-    if (pid < 0) throw io::FileError(std::string("cannot start ") + exe.string() + ": " + std::strerror(errno));
+    if (pid < 0) {
+        ::close(report[0]), ::close(report[1]);
+        throw io::FileError(std::string("cannot start ") + exe.string() + ": " + std::strerror(errno));
+    }
     if (pid == 0) {
+        int e = 0;
         const int fo = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
         const int fe = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
         const int fi = ::open("/dev/null", O_RDONLY);
-        if (fo < 0 || fe < 0 || fi < 0) ::_exit(126);
-        ::dup2(fi, 0), ::dup2(fo, 1), ::dup2(fe, 2);
-        ::signal(SIGINT, SIG_DFL);
-        ::execv(argv[0], argv.data());
+        if (fo < 0 || fe < 0 || fi < 0) {
+            e = errno;
+        } else {
+            ::dup2(fi, 0), ::dup2(fo, 1), ::dup2(fe, 2);
+            // Nothing of the parent's but the report pipe (close-on-exec) reaches the tool, and
+            // SIGINT reaches it even when the parent's thread had it blocked (the app's jobs).
+            for (int fd = 3; fd < 1024; ++fd)
+                if (fd != report[1]) ::close(fd);
+            sigset_t none;
+            sigemptyset(&none);
+            ::sigprocmask(SIG_SETMASK, &none, nullptr);
+            ::signal(SIGINT, SIG_DFL);
+            ::execv(argv[0], argv.data());
+            e = errno;
+        }
+        [[maybe_unused]] auto n = ::write(report[1], &e, sizeof e);
         ::_exit(127);
     }
-    bool interrupted = false;
+    ChildGuard guard{pid};
+    ::close(report[1]);
+    int exec_errno = 0;
+    const auto got = ::read(report[0], &exec_errno, sizeof exec_errno);
+    ::close(report[0]);
+    if (got == static_cast<ssize_t>(sizeof exec_errno))
+        throw io::FileError("cannot run " + exe.string() + ": " + std::strerror(exec_errno));
+
+    std::optional<std::chrono::steady_clock::time_point> interrupted_at;
     int status = 0;
     for (;;) {
         const pid_t r = ::waitpid(pid, &status, WNOHANG);
         if (r == pid) break;
         if (r < 0 && errno != EINTR) throw io::FileError(std::string("waiting for ") + exe.string() + ": " + std::strerror(errno));
-        if (cancel && cancel->load() && !interrupted) {
-            ::kill(pid, SIGINT);
-            interrupted = true;
+        if (cancel && cancel->load()) {
+            const auto now = std::chrono::steady_clock::now();
+            if (!interrupted_at) {
+                ::kill(pid, SIGINT);  // finetune finishes its step, saves and exits
+                interrupted_at = now;
+            } else if (now - *interrupted_at > kGraceAfterCancel) {
+                ::kill(pid, SIGKILL);
+            }
         }
         if (poll) poll();
         std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
+    guard.reaped = true;
     ToolRun run;
     run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     run.out = slurp(out);
     run.err = slurp(err);
-    if (run.exit_code == 127) run.err = "cannot run " + exe.string();
     return run;
 }
 

@@ -208,6 +208,9 @@ public:
     const ModelConfig& config() const;
     std::vector<std::string> unpacked() const;
     std::int64_t optimizer_steps() const;
+    // Whether `flag` is set on any rank (one small all-reduce; every rank must call it together).
+    // Without a process group: flag.
+    bool any_rank(bool flag);
 
     struct Impl;
 
