@@ -27,6 +27,9 @@ compare, tensor by tensor, what it computes with what torch computes:
                  to reproduce them), no clipping, no schedule. Only layer 0's seven ternary matrices,
                  embed_tokens.weight and norm.weight are stored (the files stay small; all other
                  parameters follow the same rules).
+  step_000050_bf16.pt
+                 the start checkpoint cast to bfloat16 (a bf16 run's checkpoint), for the fp32 master
+                 weights that fine-tuning keeps beside a bf16 output.
   expected.json  the losses, hyper-parameters, formulas, per-tensor summaries, the torch version and
                  the sha256 of the inputs and of every output file.
 
@@ -388,6 +391,14 @@ def main():
                                         for n, t in sd.items()))
             for o, sd in after.items())),
     ])
+    # The same start in bfloat16, as a bf16 training run would save it: fine-tuning must keep fp32
+    # master weights beside it (OUT in bf16 would round every update away) and resume from them.
+    bf16 = collections.OrderedDict((k, v.detach().to(torch.bfloat16).clone()) for k, v in start_sd.items())
+    path = os.path.join(OUT, "step_000050_bf16.pt")
+    torch.save({"model_state_dict": bf16, "step": ckpt["step"], "config": ckpt["config"]}, path)
+    files["step_000050_bf16.pt"] = path
+    exp["bf16_start"] = {"file": "step_000050_bf16.pt", "from": "run/step_000050.pt",
+                         "rule": "every tensor of model_state_dict cast with torch.Tensor.to(torch.bfloat16)"}
     exp["files_sha256"] = collections.OrderedDict((k, sha256(p)) for k, p in files.items())
     with open(os.path.join(OUT, "expected.json"), "w") as f:
         json.dump(exp, f, indent=1)
