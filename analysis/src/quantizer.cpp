@@ -1,6 +1,7 @@
 #include "bitfsck/analysis/quantizer.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 namespace bitfsck::analysis {
 
@@ -24,6 +25,11 @@ double effective_scale(Quantizer q, double absmean) {
         case Quantizer::Distillix: return absmean + 1e-8;
     }
     return absmean;
+}
+
+double healthy_gaussian_zero_fraction() {
+    // |x| < E|x| / 2 = sqrt(2/pi) / 2 for x ~ N(0, 1).
+    return std::erf(std::sqrt(2.0 / M_PI) / 2 / std::sqrt(2.0));
 }
 
 }  // namespace bitfsck::analysis

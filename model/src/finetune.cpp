@@ -9,9 +9,9 @@
 #include <fstream>
 #include <numbers>
 #include <set>
-#include <sstream>
 
 #include "bitfsck/analysis/layers.hpp"
+#include "bitfsck/analysis/quantizer.hpp"
 #include "bitfsck/analysis/timeline.hpp"
 #include "bitfsck/io/atomic_write.hpp"
 #include "bitfsck/io/pt_writer.hpp"
@@ -216,7 +216,7 @@ void resolve_regularizers(std::vector<Regularizer>& regs, const io::Checkpoint& 
         }
         if (r.tensors.empty()) throw ModelError("--reg " + r.spec + ": the selection matches no tensor of " + input.path().string());
         if (r.kind == RegularizerKind::Wasserstein) {
-            const double p0 = r.zero_mass.value_or(std::erf(1.0 / (2.0 * std::sqrt(std::numbers::pi))));
+            const double p0 = r.zero_mass.value_or(analysis::healthy_gaussian_zero_fraction());
             const double width = r.width;
             r.unit_quantile = [unit_quantile, p0, width](double u) { return unit_quantile(p0, width, u); };
         }

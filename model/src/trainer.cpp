@@ -10,7 +10,6 @@
 #include <map>
 
 #include "bitfsck/analysis/layers.hpp"
-#include "bitfsck/analysis/timeline.hpp"
 #include "bitfsck/model/finetune.hpp"
 #include "distributed.h"
 

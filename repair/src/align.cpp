@@ -5,6 +5,7 @@
 #include <numeric>
 #include <vector>
 
+#include "bitfsck/analysis/quantizer.hpp"
 #include "bitfsck/io/error.hpp"
 
 namespace bitfsck::repair {
@@ -93,8 +94,7 @@ double w2(const std::vector<double>& sorted, const std::vector<double>& unit_q, 
 }  // namespace
 
 LatticeMasses healthy_gaussian_masses() {
-    // |x| < E|x| / 2 = sqrt(2/pi) / 2 for x ~ N(0, 1).
-    const double zero = std::erf(std::sqrt(2.0 / M_PI) / 2 / std::sqrt(2.0));
+    const double zero = analysis::healthy_gaussian_zero_fraction();
     return {(1 - zero) / 2, zero, (1 - zero) / 2};
 }
 

@@ -163,8 +163,6 @@ std::string first_tokens_prompt(const fs::path& val, const std::string& dtype) {
     return s.empty() ? "1" : s;
 }
 
-ojson recipe_identity(const Recipe& r) { return to_json(r); }
-
 }  // namespace
 
 ResurrectionLog run_resurrection(const ResurrectOptions& opt) {
@@ -193,7 +191,7 @@ ResurrectionLog run_resurrection(const ResurrectOptions& opt) {
         const auto j = nlohmann::json::parse(in, nullptr, false);
         if (!j.is_discarded()) {
             ResurrectionLog p = resurrection_log_from_json(j, log_path.string());
-            if (recipe_identity(p.recipe) == recipe_identity(recipe) && p.input_hashes == log.input_hashes &&
+            if (to_json(p.recipe) == to_json(recipe) && p.input_hashes == log.input_hashes &&
                 p.tokens_hash == log.tokens_hash && p.val_tokens_hash == log.val_tokens_hash)
                 previous = std::move(p);
         }

@@ -15,6 +15,7 @@
 #include "bitfsck/analysis/training_metrics.hpp"
 #include "bitfsck/model/finetune.hpp"
 #include "bitfsck/repair/align.hpp"
+#include "checkpoint_values.hpp"
 #include "support.hpp"
 
 using namespace bitfsck;
@@ -26,17 +27,10 @@ std::filesystem::path fixture_dir() { return test::samples_dir() / "finetune"; }
 std::filesystem::path run_dir() { return test::samples_dir() / "run"; }
 std::filesystem::path start_ckpt() { return run_dir() / "step_000050.pt"; }
 
+// The engine speaks NamedTensor: the test's shared reader, with the names inside.
 std::map<std::string, NamedTensor> read_all(const std::filesystem::path& p) {
-    io::Checkpoint ck = io::Checkpoint::open(p);
     std::map<std::string, NamedTensor> out;
-    for (const auto* t : ck.state_dict_tensors()) {
-        NamedTensor n;
-        n.name = t->name;
-        n.shape = t->shape;
-        n.values.resize(static_cast<std::size_t>(t->numel()));
-        ck.data(*t).read(0, t->numel(), n.values.data());
-        out[n.name] = std::move(n);
-    }
+    for (auto& [name, v] : test::checkpoint_values(p)) out[name] = NamedTensor{name, v.shape, std::move(v.values)};
     return out;
 }
 

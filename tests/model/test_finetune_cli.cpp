@@ -5,7 +5,7 @@
 #include <cmath>
 #include <random>
 
-#include "bitfsck/io/checkpoint.hpp"
+#include "checkpoint_values.hpp"
 #include "support.hpp"
 
 using namespace bitfsck;
@@ -19,17 +19,6 @@ const fs::path kRun = test::samples_dir() / "run";
 std::string data_flags() {
     return " --tokens " + test::quote(kRun / "train.bin") + " --val-tokens " + test::quote(kRun / "val.bin") +
            " --val-windows 16 --seq-len 32 --threads 1";
-}
-
-std::map<std::string, std::vector<float>> weights(const fs::path& p) {
-    io::Checkpoint ck = io::Checkpoint::open(p);
-    std::map<std::string, std::vector<float>> out;
-    for (const auto* t : ck.state_dict_tensors()) {
-        std::vector<float> v(static_cast<std::size_t>(t->numel()));
-        ck.data(*t).read(0, t->numel(), v.data());
-        out[t->name] = std::move(v);
-    }
-    return out;
 }
 
 std::vector<nlohmann::json> metric_lines(const fs::path& p) {
@@ -101,7 +90,7 @@ TEST_CASE("cli finetune: Ctrl-C saves where it was, --resume finishes the run", 
     const std::int64_t reached = result["steps_done"];
     CHECK(reached >= 3);
     CHECK(test::read_json(fs::path(out.string() + ".state.json"))["step"] == reached);
-    CHECK(weights(out).size() == 24);
+    CHECK(test::checkpoint_values(out).size() == 24);
 
     const auto resumed = run_bitfsck("finetune --resume -o " + test::quote(out) + " --resume-steps " + std::to_string(reached + 2) + " --json");
     INFO(resumed.err);
@@ -128,14 +117,17 @@ TEST_CASE("cli finetune: two ranks over Gloo equal one rank with the same global
                                        " > /dev/null; r1=$?; wait $!; r0=$?; exit $((r0 + r1))\"");
     INFO(two.out << two.err);
     REQUIRE(two.exit_code == 0);
-    const auto a = weights(tmp / "one.pt"), b = weights(tmp / "two.pt"), s = weights(kRun / "step_000050.pt");
+    const auto a = test::checkpoint_values(tmp / "one.pt"), b = test::checkpoint_values(tmp / "two.pt"),
+               s = test::checkpoint_values(kRun / "step_000050.pt");
     REQUIRE(a.size() == b.size());
     double max_diff = 0, max_change = 0;
-    for (const auto& [name, v] : a)
+    for (const auto& [name, t] : a) {
+        const auto& v = t.values;
         for (std::size_t i = 0; i < v.size(); ++i) {
-            max_diff = std::max(max_diff, static_cast<double>(std::abs(v[i] - b.at(name)[i])));
-            max_change = std::max(max_change, static_cast<double>(std::abs(v[i] - s.at(name)[i])));
+            max_diff = std::max(max_diff, static_cast<double>(std::abs(v[i] - b.at(name).values[i])));
+            max_change = std::max(max_change, static_cast<double>(std::abs(v[i] - s.at(name).values[i])));
         }
+    }
     CHECK(max_change > 1e-3);  // the runs trained
     CHECK(max_diff < 1e-6);
     // Rank 0 alone wrote the metrics; its losses are the global batch's.

@@ -16,6 +16,9 @@ enum class Quantizer { BitNet, Distillix };
 std::string_view quantizer_name(Quantizer q);  // "bitnet", "distillix"
 std::optional<Quantizer> quantizer_from_name(std::string_view name);
 double effective_scale(Quantizer q, double absmean);
+// The ternary zero fraction of a healthy Gaussian layer under the absmean quantizer:
+// P(|x| < E|x| / 2) = erf(1 / (2 sqrt(pi))) ~ 31.0%. Repair's default target and fine-tuning's.
+double healthy_gaussian_zero_fraction();
 
 // torch.round semantics (half to even), then clamp to [-1, 1].
 inline int ternary_code(double w, double scale) {
