@@ -4,10 +4,16 @@
 
 #include <algorithm>
 #include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
 #include <unordered_map>
 #include <unordered_set>
 
+#include "bitfsck/io/checkpoint_files.hpp"
 #include "bitfsck/io/error.hpp"
+#include "bitfsck/io/shard_index.hpp"
 #include "bitfsck/io/zip_archive.hpp"
 #include "checkpoint_builder.hpp"
 #include "bit2_reader.hpp"
@@ -147,7 +153,7 @@ void open_torch_legacy(CheckpointBuilder& b, const OpenOptions& options) {
 
 }  // namespace
 
-Checkpoint Checkpoint::open(const std::filesystem::path& path, const OpenOptions& options) {
+CheckpointBuilder read_checkpoint_file(const std::filesystem::path& path, const OpenOptions& options) {
     CheckpointBuilder b;
     b.file = std::make_shared<MappedFile>(path);
     const MappedFile& file = *b.file;
@@ -165,7 +171,7 @@ Checkpoint Checkpoint::open(const std::filesystem::path& path, const OpenOptions
         read_safetensors(b);
     } else if (starts_with(file, "GGUF")) {
         b.format = Format::Gguf;
-        read_gguf(b);
+        read_gguf(b, options);
     } else if (looks_like_bit2(file)) {
         b.format = Format::Bit2;
         read_bit2(b);
@@ -177,9 +183,42 @@ Checkpoint Checkpoint::open(const std::filesystem::path& path, const OpenOptions
     } else {
         throw FormatError(name, "not a PyTorch checkpoint or safetensors file (starts with " + hex_prefix(file) + ")");
     }
+    return b;
+}
+
+Checkpoint Checkpoint::open(const std::filesystem::path& path, const OpenOptions& options) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    CheckpointBuilder b;
+    if (fs::is_directory(path, ec)) {
+        const ModelFiles model = model_files_in(path);
+        b = model.index || model.weights.size() > 1 ? read_sharded_checkpoint(model, options)
+                                                    : read_checkpoint_file(model.weights.front(), options);
+        b.notes.insert(b.notes.end(), model.notes.begin(), model.notes.end());
+    } else if (is_shard_index(path)) {
+        ModelFiles model;
+        model.folder = path.parent_path();
+        model.index = path;
+        model.weights = read_shard_index(path).shards;
+        b = read_sharded_checkpoint(model, options);
+    } else {
+        b = read_checkpoint_file(path, options);
+        if (auto s = shard_name(path); s && s->count > 1)
+            b.notes.push_back(path.filename().string() + " is shard " + std::to_string(s->index) + " of " + std::to_string(s->count) +
+                              ": open its folder or index for the whole model");
+    }
+    b.opened_path = path;
+    b.config = read_hf_config_beside(path);
+    if (b.config) b.warnings.insert(b.warnings.end(), b.config->notes.begin(), b.config->notes.end());
     if (b.format == Format::TorchZip || b.format == Format::TorchLegacy || b.format == Format::Safetensors)
         detect_packed_tensors(b);
     return b.finish();
+}
+
+std::uint64_t Checkpoint::total_size() const {
+    std::uint64_t total = 0;
+    for (const auto& s : shards_) total += s.file->size();
+    return total;
 }
 
 std::vector<const TensorEntry*> Checkpoint::state_dict_tensors() const {
@@ -199,11 +238,24 @@ const TensorEntry* Checkpoint::find_tensor(std::string_view name) const {
 
 std::optional<std::int64_t> Checkpoint::step() const {
     const Value* root = document_.root;
-    if (!root || root->kind != ValueKind::Dict) return std::nullopt;
-    for (const char* key : {"step", "global_step", "iteration", "iter", "num_steps", "train_step"}) {
-        const Value* v = root->get(key);
-        if (v && v->kind == ValueKind::Int) return v->integer;
+    if (root && root->kind == ValueKind::Dict) {
+        for (const char* key : {"step", "global_step", "iteration", "iter", "num_steps", "train_step"}) {
+            const Value* v = root->get(key);
+            if (v && v->kind == ValueKind::Int) return v->integer;
+        }
     }
+    // transformers' Trainer writes checkpoint-N/trainer_state.json beside the weights.
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    const fs::path folder = fs::is_directory(path_, ec) ? path_ : path_.parent_path();
+    const fs::path state = (folder.empty() ? fs::path(".") : folder) / "trainer_state.json";
+    if (!fs::is_regular_file(state, ec) || fs::file_size(state, ec) > (64u << 20)) return std::nullopt;
+    std::ifstream in(state, std::ios::binary);
+    std::ostringstream text;
+    text << in.rdbuf();
+    const auto j = nlohmann::json::parse(text.str(), nullptr, false);
+    if (j.is_object())
+        if (auto it = j.find("global_step"); it != j.end() && it->is_number_integer()) return it->get<std::int64_t>();
     return std::nullopt;
 }
 

@@ -218,7 +218,7 @@ void CheckpointBuilder::validate_and_link() {
     std::unordered_map<std::string, std::string> first_user;
     for (auto& t : tensors) {
         if (t.encoding != TensorEncoding::Plain) continue;  // packed readers validate their own
-        TensorData check(*file, t);  // throws FormatError when the storage is too short
+        TensorData check(file_of(t), t);  // throws FormatError when the storage is too short
         auto [it, inserted] = first_user.emplace(t.storage_key, t.name);
         if (!inserted) t.shared_with = it->second;
     }
@@ -226,13 +226,20 @@ void CheckpointBuilder::validate_and_link() {
 
 Checkpoint CheckpointBuilder::finish() {
     Checkpoint c;
-    c.file_ = file;
+    if (shards.empty()) shards.push_back(CheckpointShard{file->path(), file, format, tensors.size()});
+    c.path_ = opened_path.empty() ? file->path() : opened_path;
+    c.shards_ = std::move(shards);
+    c.index_path_ = std::move(index_path);
+    c.config_ = std::move(config);
     c.format_ = format;
+    c.findings_ = findings.empty() ? document.findings : std::move(findings);
     c.document_ = std::move(document);
+    c.other_documents_ = std::move(other_documents);
     c.state_dict_path_ = state_dict_path;
     c.tensors_ = std::move(tensors);
     c.metadata_ = std::move(metadata);
     c.notes_ = std::move(notes);
+    c.warnings_ = std::move(warnings);
     return c;
 }
 

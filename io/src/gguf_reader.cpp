@@ -7,7 +7,9 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <unordered_set>
 
+#include "bitfsck/io/checkpoint.hpp"
 #include "bitfsck/io/error.hpp"
 #include "bitfsck/io/gguf.hpp"
 #include "bitfsck/io/packed.hpp"
@@ -21,7 +23,8 @@ std::string ggml_type_name(std::uint32_t type) {
         {10, "Q2_K"}, {11, "Q3_K"}, {12, "Q4_K"}, {13, "Q5_K"}, {14, "Q6_K"}, {15, "Q8_K"}, {16, "IQ2_XXS"},
         {17, "IQ2_XS"}, {18, "IQ3_XXS"}, {19, "IQ1_S"}, {20, "IQ4_NL"}, {21, "IQ3_S"}, {22, "IQ2_S"}, {23, "IQ4_XS"},
         {24, "I8"}, {25, "I16"}, {26, "I32"}, {27, "I64"}, {28, "F64"}, {29, "IQ1_M"}, {30, "BF16"},
-        {34, "TQ1_0"}, {35, "TQ2_0"}, {36, "I2_S/IQ4_NL_4_4"}, {39, "MXFP4"},
+        {34, "TQ1_0"}, {35, "TQ2_0"}, {36, "I2_S/IQ4_NL_4_4"}, {37, "I8_S"}, {38, "TL1/IQ4_NL_8_8"}, {39, "MXFP4/TL2"},
+        {40, "NVFP4"}, {41, "Q1_0"},
     };
     auto it = names.find(type);
     return it == names.end() ? "type " + std::to_string(type) : it->second;
@@ -157,7 +160,23 @@ struct Info {
 
 }  // namespace
 
-void read_gguf(CheckpointBuilder& b) {
+// bitnet.cpp's ggml fork numbers its own types 36-39 (ggml.h: I2_S, I8_S, TL1, TL2), which
+// upstream ggml reserved (36-38, removed types) or reuses (39 = MXFP4): the architecture and the
+// byte span the offsets allow say which one a file means.
+std::string ggml_type_name_in(std::uint32_t type, bool bitnet_fork) {
+    if (bitnet_fork) {
+        switch (type) {
+            case 36: return "I2_S";
+            case 37: return "I8_S";
+            case 38: return "TL1";
+            case 39: return "TL2";
+            default: break;
+        }
+    }
+    return ggml_type_name(type);
+}
+
+void read_gguf(CheckpointBuilder& b, const OpenOptions& options) {
     const MappedFile& file = *b.file;
     const std::string fname = file.display_name();
     Cursor c(file);
@@ -228,8 +247,14 @@ void read_gguf(CheckpointBuilder& b) {
         const std::uint64_t end = it == starts.end() ? data_size : *it;
         return end >= off ? end - off : 0;
     };
+    // "bitnet" (1bitLLM, upstream's converter), "bitnet-25" and "bitnet-b1.58" (microsoft's 2B-4T
+    // files); bitnet.cpp also writes "llama" for Llama3-8B-1.58 and Falcon3, where the types decide.
     const bool bitnet_arch = architecture.find("bitnet") != std::string::npos;
-    std::size_t i2s = 0, ambiguous = 0;
+    std::unordered_set<std::string> names;
+    for (const auto& info : infos) names.insert(info.name);
+    // bitnet.cpp's TL writer puts a float32 <name>_scale tensor after each TL1/TL2 weight.
+    auto has_tl_scale = [&](const std::string& n) { return names.count(n + "_scale") > 0; };
+    std::size_t i2s = 0, ambiguous = 0, tl = 0;
 
     for (const auto& info : infos) {
         const std::string where = fname + ": tensor '" + info.name + "'";
@@ -268,6 +293,7 @@ void read_gguf(CheckpointBuilder& b) {
                 const bool fits_iq4 = numel % 32 == 0 && r >= iq4_size && r < iq4_size + alignment;
                 if (fits_i2s && (!fits_iq4 || bitnet_arch)) {
                     e.encoding = TensorEncoding::I2S_GGUF;
+                    e.packed.i2s_layout = options.i2s_layout;
                     e.packed.note = std::string("type 36 read as bitnet.cpp I2_S (") +
                                     (fits_iq4 ? "size fits both it and IQ4_NL_4_4; architecture '" + architecture + "' decides"
                                               : "only its size fits") + ")";
@@ -288,6 +314,30 @@ void read_gguf(CheckpointBuilder& b) {
                 }
                 break;
             }
+            case GgmlType::TL1:
+            case GgmlType::TL2: {
+                // MXFP4 (upstream 39) needs 17 bytes per 32 elements; TL2 about 0.21 bytes per
+                // element and a <name>_scale beside it.
+                const bool mxfp4 = info.type == 39 && !bitnet_arch && !has_tl_scale(info.name) && numel % 32 == 0 &&
+                                   room(info.offset) >= static_cast<std::uint64_t>(numel / 32 * 17);
+                const bool fork = !mxfp4 && (bitnet_arch || has_tl_scale(info.name) || info.type == 39);
+                e.encoding = TensorEncoding::Opaque;
+                e.dtype = DType::U8;
+                e.packed.nbytes = room(info.offset);
+                if (fork) {
+                    e.packed.note = "bitnet.cpp " + ggml_type_name_in(info.type, true) + " (type " + std::to_string(info.type) +
+                                    "): its byte order depends on the kernel tiling (BM/BK/bm) chosen when the file was built, "
+                                    "which the GGUF does not store; it cannot be decoded without the producer's kernel_config.ini";
+                    ++tl;
+                } else {
+                    e.packed.note = info.type == 39 ? "ggml type MXFP4 (39) is not decoded by bitfsck"
+                                                    : "type 38 is neither bitnet.cpp TL1 (no " + info.name +
+                                                          "_scale beside it, architecture '" + architecture +
+                                                          "') nor a type upstream ggml still writes";
+                }
+                b.tensors.push_back(std::move(e));
+                continue;
+            }
             default:
                 e.encoding = TensorEncoding::Opaque;
                 e.dtype = DType::U8;
@@ -295,7 +345,7 @@ void read_gguf(CheckpointBuilder& b) {
                 b.tensors.push_back(std::move(e));
                 continue;
         }
-        e.packed.nbytes = packed_size(e.encoding, e.shape, 0, where);
+        e.packed.nbytes = packed_size(e.encoding, e.shape, 0, where, e.packed.i2s_layout);
         if (info.offset > data_size || e.packed.nbytes > data_size - info.offset)
             throw FormatError(where, "its " + std::to_string(e.packed.nbytes) + " bytes of " + ggml_type_name(info.type) +
                                          " at data offset " + std::to_string(info.offset) + " run past the end of the file (" +
@@ -308,7 +358,16 @@ void read_gguf(CheckpointBuilder& b) {
                        std::to_string(alignment) + (architecture.empty() ? "" : ", architecture '" + architecture + "'");
     if (i2s) note += "; " + std::to_string(i2s) + " tensor(s) of type 36 read as bitnet.cpp I2_S";
     if (ambiguous) note += "; " + std::to_string(ambiguous) + " tensor(s) of type 36 left undecoded (see below)";
+    if (tl) note += "; " + std::to_string(tl) + " bitnet.cpp TL1/TL2 tensor(s) not decodable";
     b.notes.insert(b.notes.begin(), note);
+    if (i2s) {
+        const std::string assumed(i2s_layout_name(options.i2s_layout));
+        b.notes.push_back("I2_S layout not recorded in the file; assumed " + assumed +
+                          (options.i2s_layout == I2sLayout::ActParallel
+                               ? " (bitnet.cpp's x86 default and every Python writer's; --i2s-layout interleaved|arm for files "
+                                 "quantized by an x86 build without ACT_PARALLEL or an ARM build since 2025-11)"
+                               : " (as asked); the data cannot tell the layouts apart"));
+    }
     b.state_dict_path = "";
 }
 

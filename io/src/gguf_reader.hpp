@@ -4,8 +4,9 @@
 namespace bitfsck::io {
 
 struct CheckpointBuilder;
+struct OpenOptions;
 
 // Reads a GGUF v2/v3 file's header, metadata, tensor infos and locates (and checks) every tensor.
-void read_gguf(CheckpointBuilder& builder);
+void read_gguf(CheckpointBuilder& builder, const OpenOptions& options);
 
 }  // namespace bitfsck::io

@@ -251,8 +251,15 @@ nlohmann::ordered_json inspect_json(const Checkpoint& c, const TreeLimits& limit
     nlohmann::ordered_json j;
     j["schema_version"] = 1;
     j["file"] = c.path().string();
-    j["file_size"] = c.file().size();
+    j["file_size"] = c.total_size();
     j["format"] = std::string(format_name(c.format()));
+    if (c.sharded()) {
+        j["index"] = c.index_path() ? nlohmann::ordered_json(c.index_path()->string()) : nlohmann::ordered_json();
+        j["shards"] = nlohmann::ordered_json::array();
+        for (const auto& s : c.shards())
+            j["shards"].push_back({{"file", s.path.string()}, {"file_size", s.file->size()}, {"stored_tensors", s.stored_tensors}});
+    }
+    if (c.config()) j["config"] = c.config()->path.string();
     if (c.format() == Format::TorchZip || c.format() == Format::TorchLegacy) j["pickle_protocol"] = c.pickle_protocol();
     j["state_dict_path"] = c.state_dict_path() ? nlohmann::ordered_json(*c.state_dict_path()) : nlohmann::ordered_json();
     auto step = c.step();
@@ -266,6 +273,7 @@ nlohmann::ordered_json inspect_json(const Checkpoint& c, const TreeLimits& limit
         for (const auto& [k, v] : c.metadata()) j["metadata"][k] = v;
     }
     if (!c.notes().empty()) j["notes"] = c.notes();
+    if (!c.warnings().empty()) j["warnings"] = c.warnings();
     j["tree"] = node_json(object_tree(c, limits));
     j["tensors"] = nlohmann::ordered_json::array();
     for (const auto& t : c.tensors()) {
@@ -280,6 +288,7 @@ nlohmann::ordered_json inspect_json(const Checkpoint& c, const TreeLimits& limit
         tj["numel"] = t.numel();
         tj["bytes"] = t.nbytes();
         tj["storage_key"] = t.storage_key;
+        if (c.sharded()) tj["shard"] = t.shard;
         if (!t.record.empty()) tj["record"] = t.record;
         tj["file_offset"] = t.encoding != TensorEncoding::Plain
                                 ? t.packed.offset

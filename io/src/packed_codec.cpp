@@ -13,6 +13,21 @@
 
 namespace bitfsck::io {
 
+std::string_view i2s_layout_name(I2sLayout l) {
+    switch (l) {
+        case I2sLayout::ActParallel: return "act-parallel";
+        case I2sLayout::Interleaved: return "interleaved";
+        case I2sLayout::Arm: return "arm";
+    }
+    return "act-parallel";
+}
+
+std::optional<I2sLayout> parse_i2s_layout(std::string_view name) {
+    for (I2sLayout l : {I2sLayout::ActParallel, I2sLayout::Interleaved, I2sLayout::Arm})
+        if (name == i2s_layout_name(l)) return l;
+    return std::nullopt;
+}
+
 std::string_view encoding_name(TensorEncoding e) {
     switch (e) {
         case TensorEncoding::Plain: return "plain";
@@ -122,7 +137,7 @@ const std::array<bool, 256>& code3_table() {
 }  // namespace
 
 std::uint64_t packed_size(TensorEncoding e, const std::vector<std::int64_t>& shape, std::int64_t packed_rows,
-                          const std::string& where) {
+                          const std::string& where, I2sLayout i2s_layout) {
     const std::int64_t numel = product(shape, 0, where);
     const std::int64_t cols = shape.empty() ? 1 : product(shape, 1, where);
     auto need_blocks = [&](std::int64_t block, const char* type) {
@@ -147,10 +162,24 @@ std::uint64_t packed_size(TensorEncoding e, const std::vector<std::int64_t>& sha
         case TensorEncoding::TQ1_0: return need_blocks(kGgmlBlockK, "TQ1_0") * kTq1BlockBytes;
         case TensorEncoding::TQ2_0: return need_blocks(kGgmlBlockK, "TQ2_0") * kTq2BlockBytes;
         case TensorEncoding::Q8_0: return need_blocks(kQ8Block, "Q8_0") * kQ8BlockBytes;
-        case TensorEncoding::I2S_GGUF:
-            if (numel % kI2sGgufBlock != 0)
-                throw FormatError(where, "I2_S needs a multiple of 128 elements, shape is " + shape_str(shape));
+        case TensorEncoding::I2S_GGUF: {
+            const std::int64_t rows = shape.empty() ? 1 : shape[0];
+            switch (i2s_layout) {
+                case I2sLayout::ActParallel:
+                    if (numel % kI2sGgufBlock != 0)
+                        throw FormatError(where, "I2_S (act-parallel layout) needs a multiple of 128 elements, shape is " + shape_str(shape));
+                    break;
+                case I2sLayout::Arm:
+                    if (numel % 64 != 0)
+                        throw FormatError(where, "I2_S (arm layout) needs a multiple of 64 elements, shape is " + shape_str(shape));
+                    break;
+                case I2sLayout::Interleaved:
+                    if (rows % 4 != 0)
+                        throw FormatError(where, "I2_S (interleaved layout) needs a multiple of 4 rows, shape is " + shape_str(shape));
+                    break;
+            }
             return static_cast<std::uint64_t>(numel / 4 + kI2sGgufTail);
+        }
         case TensorEncoding::Plain:
         case TensorEncoding::Opaque: break;
     }
@@ -210,9 +239,29 @@ void decode_codes(const PackedSource& s, std::int64_t first, std::int64_t count,
         }
         case TensorEncoding::I2S_GGUF:
             for (std::int64_t i = first; i < end; ++i) {
-                const std::int64_t j = i % kI2sGgufBlock;
-                const auto at = static_cast<std::uint64_t>((i / kI2sGgufBlock) * 32 + j % 32);
-                const unsigned c = (byte_at(s, at) >> (6 - 2 * (j / 32))) & 3u;
+                std::uint64_t at;
+                int shift;
+                switch (s.i2s_layout) {
+                    case I2sLayout::ActParallel: {
+                        const std::int64_t j = i % kI2sGgufBlock;
+                        at = static_cast<std::uint64_t>((i / kI2sGgufBlock) * 32 + j % 32);
+                        shift = 6 - 2 * static_cast<int>(j / 32);
+                        break;
+                    }
+                    case I2sLayout::Arm: {
+                        const std::int64_t j = i % 64;
+                        at = static_cast<std::uint64_t>((i / 64) * 16 + j % 16);
+                        shift = 6 - 2 * static_cast<int>(j / 16);
+                        break;
+                    }
+                    default: {  // Interleaved
+                        const std::int64_t r = i / s.cols, k = i % s.cols;
+                        at = static_cast<std::uint64_t>((r / 4) * s.cols + k);
+                        shift = 6 - 2 * static_cast<int>(r % 4);
+                        break;
+                    }
+                }
+                const unsigned c = (byte_at(s, at) >> shift) & 3u;
                 if (c == 3) bad_code(s, i, at, "2-bit code 3");
                 *out++ = static_cast<std::int8_t>(int(c) - 1);
             }

@@ -68,11 +68,74 @@ struct HfCandidate {
     double magnitude;  // median |stored scale|
 };
 
+// How Hugging Face weight_scale turns codes into values. config.json's quantization_config
+// decides when there is one (BitLinear divides, AutoBitLinear offline multiplies); the scales'
+// magnitude is the fallback and a cross-check: trained ternary weights have an absmean far below
+// 1, so a stored scale far above 1 is its reciprocal. Without a config, decided per checkpoint
+// when all tensors agree.
+void settle_hf_scale_convention(CheckpointBuilder& b, const std::vector<HfCandidate>& hf,
+                                std::vector<std::pair<std::size_t, TensorEntry>>& replace) {
+    std::size_t above = 0, below = 0;
+    double lo = INFINITY, hi = 0, closest = INFINITY;
+    for (const auto& c : hf) {
+        if (c.magnitude == 0) continue;
+        (c.magnitude > 1 ? above : below)++;
+        lo = std::min(lo, c.magnitude), hi = std::max(hi, c.magnitude);
+        closest = std::min(closest, std::fabs(std::log10(c.magnitude)));
+    }
+    const bool mixed = above && below;
+    const bool magnitude_says_reciprocal = above > below;
+    const std::string confidence = mixed || !(above || below) ? "low" : closest >= 1.0 ? "high" : closest >= 0.3 ? "medium" : "low";
+    const std::string range = (above || below) ? "stored scales from " + fmt(lo) + " to " + fmt(hi) : "";
+
+    const BitNetQuantization* q = b.config && b.config->bitnet && !b.config->bitnet->online() ? &*b.config->bitnet : nullptr;
+    std::string note = "Hugging Face packed ternary weights: " + std::to_string(hf.size()) + " tensor(s); ";
+    if (q) {
+        note += q->describe() + ", from " + b.config->path.string();
+        if (!range.empty()) note += "; " + range;
+        if (!mixed && (above || below) && magnitude_says_reciprocal != q->scale_divides()) {
+            const std::string other = magnitude_says_reciprocal ? "1/absmean" : "absmean";
+            if (confidence == "high")
+                b.warnings.push_back(b.config->path.string() + " says weight_scale " + (q->scale_divides() ? "divides" : "multiplies") +
+                                     ", but the " + range + " look like " + other +
+                                     " (confidence high): check that config.json belongs to these weights");
+            else
+                note += "; their magnitude alone would have suggested " + other + " (confidence " + confidence + "): config.json decides";
+        }
+    } else {
+        if (b.config && b.config->bitnet && b.config->bitnet->online())
+            b.warnings.push_back(b.config->path.string() + " says quantization_mode online (latent weights), but " +
+                                 std::to_string(hf.size()) + " weight(s) are stored packed: the scale convention is guessed from magnitude");
+        if (mixed)
+            note += "weight_scale conventions disagree (" + std::to_string(above) + " above 1, " + std::to_string(below) +
+                    " below 1): each tensor read by its own magnitude";
+        else if (above)
+            note += "weight_scale holds 1/absmean (values = code / weight_scale)";
+        else if (below)
+            note += "weight_scale holds absmean (values = code × weight_scale)";
+        else
+            note += "weight_scale is zero or non-finite everywhere: convention undecidable";
+        note += ", guessed from the scales' magnitude (no config.json with a bitnet quantization_config beside the weights)";
+        if (!range.empty()) note += "; " + range + ", trained absmean is far below 1";
+        note += "; confidence " + confidence;
+        if (confidence == "low" && (above || below) && !mixed)
+            b.warnings.push_back("weight_scale convention guessed from magnitudes near 1 (" + range +
+                                 "): values may be off by 1/scale²; put the model's config.json beside the weights");
+    }
+    for (auto& [index, e] : replace) {
+        if (e.encoding != TensorEncoding::HFPacked) continue;
+        const auto it = std::find_if(hf.begin(), hf.end(), [&](const HfCandidate& c) { return c.weight == index; });
+        // Mixed files without a config: each tensor by its own magnitude (a stored 1.0 reads the same either way).
+        e.packed.reciprocal_scale = q ? q->scale_divides() : mixed ? it->magnitude > 1 : magnitude_says_reciprocal;
+        e.packed.note = std::string(e.packed.reciprocal_scale ? "weight_scale holds 1/absmean" : "weight_scale holds absmean") +
+                        (q ? " (config.json)" : " (guessed from magnitude)");
+    }
+    b.notes.push_back(note);
+}
+
 }  // namespace
 
 void detect_packed_tensors(CheckpointBuilder& b) {
-    const MappedFile& file = *b.file;
-    const std::string fname = file.display_name();
     std::unordered_map<std::string, std::size_t> by_name;
     for (std::size_t i = 0; i < b.tensors.size(); ++i)
         if (b.tensors[i].in_state_dict) by_name.emplace(b.tensors[i].name, i);
@@ -83,7 +146,7 @@ void detect_packed_tensors(CheckpointBuilder& b) {
 
     std::unordered_map<std::string, std::vector<std::int64_t>> table;
     const std::size_t* meta = find("__metadata__");
-    if (meta) table = parse_shape_table(file, b.tensors[*meta]);
+    if (meta) table = parse_shape_table(b.file_of(b.tensors[*meta]), b.tensors[*meta]);
 
     std::unordered_set<std::size_t> remove;
     std::vector<std::pair<std::size_t, TensorEntry>> replace;
@@ -95,7 +158,7 @@ void detect_packed_tensors(CheckpointBuilder& b) {
         if (!w.in_state_dict || w.dtype != DType::U8 || !ends_with(w.name, ".weight")) continue;
         const std::string W = w.name;
         const std::string p = W.substr(0, W.size() - 7);
-        const std::string where = fname + ": tensor '" + W + "'";
+        const std::string where = b.file_of(w).display_name() + ": tensor '" + W + "'";
         const std::size_t* shape_t = find(p + "_shape");
         if (!shape_t) shape_t = find(W + "_shape");
         const std::size_t* scale_i2s = find(p + "_scale");
@@ -115,6 +178,7 @@ void detect_packed_tensors(CheckpointBuilder& b) {
         e.dtype = DType::F32;
         e.storage_key = w.storage_key;
         e.record = w.record;
+        e.shard = w.shard;
         e.storage_file_offset = w.storage_file_offset;
         e.storage_nbytes = w.storage_nbytes;
         e.requires_grad = w.requires_grad;
@@ -130,7 +194,7 @@ void detect_packed_tensors(CheckpointBuilder& b) {
                 const TensorEntry& st = b.tensors[*shape_t];
                 if (dtype_is_floating(st.dtype) || st.shape.size() > 1)
                     throw FormatError(where, "its shape buffer '" + st.name + "' is not a 1-D integer tensor");
-                for (double d : read_all(file, st)) {
+                for (double d : read_all(b.file_of(st), st)) {
                     if (d < 0 || d != std::floor(d)) throw FormatError(where, "its shape buffer holds " + fmt(d));
                     e.shape.push_back(static_cast<std::int64_t>(d));
                 }
@@ -142,7 +206,7 @@ void detect_packed_tensors(CheckpointBuilder& b) {
             }
             const TensorEntry& sc = b.tensors[*scale];
             if (!dtype_is_floating(sc.dtype)) throw FormatError(where, "its scale '" + sc.name + "' is not floating-point");
-            auto values = read_all(file, sc);
+            auto values = read_all(b.file_of(sc), sc);
             const std::int64_t rows = e.shape.empty() ? 1 : e.shape[0];
             std::int64_t numel = 1;
             for (auto d : e.shape) numel *= d;
@@ -160,7 +224,7 @@ void detect_packed_tensors(CheckpointBuilder& b) {
         } else if (weight_scale && w.shape.size() == 2) {
             const TensorEntry& sc = b.tensors[*weight_scale];
             if (!dtype_is_floating(sc.dtype)) continue;
-            auto values = read_all(file, sc);
+            auto values = read_all(b.file_of(sc), sc);
             const std::int64_t R = w.shape[0], in = w.shape[1];
             e.shape = {4 * R, in};
             if (values.size() == 1) e.packed.scale_group = std::max<std::int64_t>(4 * R * in, 1);
@@ -186,41 +250,7 @@ void detect_packed_tensors(CheckpointBuilder& b) {
         }
     }
 
-    // The HF scale convention: trained ternary weights have absmean far below 1, so a stored
-    // scale far above 1 is its reciprocal. Decided per file when all tensors agree.
-    if (!hf.empty()) {
-        std::size_t above = 0, below = 0, unknown = 0;
-        double lo = INFINITY, hi = 0, closest = INFINITY;
-        for (const auto& c : hf) {
-            if (c.magnitude == 0) { ++unknown; continue; }
-            (c.magnitude > 1 ? above : below)++;
-            lo = std::min(lo, c.magnitude), hi = std::max(hi, c.magnitude);
-            closest = std::min(closest, std::fabs(std::log10(c.magnitude)));
-        }
-        const bool mixed = above && below;
-        const bool reciprocal_file = above > below;
-        std::string confidence = mixed || !(above || below) ? "low" : closest >= 1.0 ? "high" : closest >= 0.3 ? "medium" : "low";
-        for (auto& [index, e] : replace) {
-            if (e.encoding != TensorEncoding::HFPacked) continue;
-            const auto it = std::find_if(hf.begin(), hf.end(), [&](const HfCandidate& c) { return c.weight == index; });
-            // Mixed files: each tensor by its own magnitude (a stored 1.0 reads the same either way).
-            e.packed.reciprocal_scale = mixed ? it->magnitude > 1 : reciprocal_file;
-            e.packed.note = e.packed.reciprocal_scale ? "weight_scale holds 1/absmean" : "weight_scale holds absmean";
-        }
-        std::string note = "Hugging Face packed ternary weights: " + std::to_string(hf.size()) + " tensor(s); ";
-        if (mixed)
-            note += "weight_scale conventions disagree (" + std::to_string(above) + " above 1, " + std::to_string(below) +
-                    " below 1): each tensor read by its own magnitude";
-        else if (above)
-            note += "weight_scale holds 1/absmean (the BitLinear convention, values = code / weight_scale)";
-        else if (below)
-            note += "weight_scale holds absmean (values = code × weight_scale; not the BitLinear convention)";
-        else
-            note += "weight_scale is zero or non-finite everywhere: convention undecidable";
-        if (above || below) note += "; stored scales from " + fmt(lo) + " to " + fmt(hi) + ", trained absmean is far below 1";
-        note += "; confidence " + confidence;
-        b.notes.push_back(note);
-    }
+    if (!hf.empty()) settle_hf_scale_convention(b, hf, replace);
     if (i2s_count) {
         std::string note = "i2s-packed ternary weights (Distillix layout): " + std::to_string(i2s_count) + " tensor(s)";
         if (i2s_from_table)
@@ -233,7 +263,7 @@ void detect_packed_tensors(CheckpointBuilder& b) {
 
     for (auto& [index, e] : replace) {
         if (meta && i2s_from_table && e.encoding == TensorEncoding::I2S) e.packed.parts.push_back("__metadata__");
-        TensorData check(file, e);  // sizes against the shape, exactly
+        TensorData check(b.file_of(e), e);  // sizes against the shape, exactly
         check.check_codes();
         b.tensors[index] = std::move(e);
     }

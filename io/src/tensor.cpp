@@ -430,7 +430,8 @@ void TensorData::init_packed(const MappedFile& file, const TensorEntry& entry) {
     if (encoding_ == TensorEncoding::Opaque)
         throw FormatError(where, "cannot be decoded: " + (entry.packed.note.empty() ? std::string("unsupported encoding") : entry.packed.note));
     // Sizes must match the shape exactly: a packed tensor has no strides to explain a surplus.
-    const std::uint64_t expected = packed_size(encoding_, shape_, entry.packed.packed_rows, where);
+    i2s_layout_ = entry.packed.i2s_layout;
+    const std::uint64_t expected = packed_size(encoding_, shape_, entry.packed.packed_rows, where, i2s_layout_);
     if (entry.packed.nbytes != expected)
         throw FormatError(where, "holds " + std::to_string(entry.packed.nbytes) + " packed bytes but its shape " +
                                      shape_text(shape_) + " needs " + std::to_string(expected) + " as " +
@@ -457,8 +458,9 @@ void TensorData::init_packed(const MappedFile& file, const TensorEntry& entry) {
 namespace {
 
 PackedSource packed_source(const std::byte* base, std::uint64_t nbytes, TensorEncoding e, std::int64_t numel,
-                           std::int64_t cols, std::int64_t packed_rows, const std::string& where) {
+                           std::int64_t cols, std::int64_t packed_rows, const std::string& where, I2sLayout i2s_layout) {
     PackedSource s;
+    s.i2s_layout = i2s_layout;
     s.encoding = e;
     s.data = base;
     s.nbytes = nbytes;
@@ -473,7 +475,7 @@ PackedSource packed_source(const std::byte* base, std::uint64_t nbytes, TensorEn
 
 template <typename Out>
 void TensorData::read_packed(std::int64_t first, std::int64_t count, Out* out) const {
-    const PackedSource src = packed_source(base_, packed_nbytes_, encoding_, numel_, cols(), packed_rows_, name_);
+    const PackedSource src = packed_source(base_, packed_nbytes_, encoding_, numel_, cols(), packed_rows_, name_, i2s_layout_);
     constexpr std::int64_t kChunk = 4096;
     std::int8_t codes[kChunk];
     float scales[kChunk];
@@ -494,19 +496,19 @@ void TensorData::read_codes(std::int64_t first, std::int64_t count, std::int8_t*
         throw FormatError(name_of(file_), (name_.empty() ? std::string("tensor") : name_) + " is not ternary-encoded (" +
                                               std::string(encoding_name(encoding_)) + ")");
     if (count > 0)
-        decode_codes(packed_source(base_, packed_nbytes_, encoding_, numel_, cols(), packed_rows_, name_), first, count, out);
+        decode_codes(packed_source(base_, packed_nbytes_, encoding_, numel_, cols(), packed_rows_, name_, i2s_layout_), first, count, out);
 }
 
 void TensorData::check_codes() const {
     if (encoding_ == TensorEncoding::Plain) return;
-    io::check_codes(packed_source(base_, packed_nbytes_, encoding_, numel_, cols(), packed_rows_, name_));
+    io::check_codes(packed_source(base_, packed_nbytes_, encoding_, numel_, cols(), packed_rows_, name_, i2s_layout_));
 }
 
 void TensorData::read_scales(std::int64_t first, std::int64_t count, float* out) const {
     check_range(first, count, numel_, file_);
     if (encoding_ == TensorEncoding::Plain) throw FormatError(name_of(file_), "a plain tensor has no scales");
     if (encoding_has_block_scales(encoding_)) {
-        const PackedSource src = packed_source(base_, packed_nbytes_, encoding_, numel_, cols(), packed_rows_, name_);
+        const PackedSource src = packed_source(base_, packed_nbytes_, encoding_, numel_, cols(), packed_rows_, name_, i2s_layout_);
         for (std::int64_t i = 0; i < count; ++i) out[i] = block_scale(src, first + i);
         return;
     }

@@ -266,7 +266,7 @@ ModelConfig resolve_config(const io::Checkpoint& checkpoint, const ConfigSources
     }
     cfg.tied_lm_head = !names.find(tensor_name(cfg, "lm_head.weight"));
 
-    // 3. Explicit config: checkpoint, then file, then flags.
+    // 3. Explicit config: checkpoint, then config.json beside it, then file, then flags.
     Keys set;
     if (sources.use_checkpoint_config) {
         auto j = checkpoint_config_json(checkpoint);
@@ -274,6 +274,12 @@ ModelConfig resolve_config(const io::Checkpoint& checkpoint, const ConfigSources
             apply_json(cfg, j, file + ": config stored in the checkpoint", &set);
             cfg.sources.push_back("checkpoint");
         }
+    }
+    // Hugging Face's config.json beside the weights (io reads it with the checkpoint): the
+    // model's sizes as its producer wrote them.
+    if (sources.use_checkpoint_config && checkpoint.config() && !checkpoint.config()->json.empty()) {
+        apply_json(cfg, checkpoint.config()->json, checkpoint.config()->path.string(), &set);
+        cfg.sources.push_back("config.json:" + checkpoint.config()->path.string());
     }
     if (sources.json_file) {
         std::ifstream in(*sources.json_file);

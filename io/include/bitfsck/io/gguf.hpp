@@ -18,6 +18,7 @@ enum class GgmlType : std::uint32_t {
     Q2_K = 10, Q3_K = 11, Q4_K = 12, Q5_K = 13, Q6_K = 14, Q8_K = 15,
     I8 = 24, I16 = 25, I32 = 26, I64 = 27, F64 = 28, BF16 = 30,
     TQ1_0 = 34, TQ2_0 = 35, I2_S = 36,
+    TL1 = 38, TL2 = 39,  // bitnet.cpp's fork; upstream: 38 reserved, 39 MXFP4
 };
 std::string ggml_type_name(std::uint32_t type);
 

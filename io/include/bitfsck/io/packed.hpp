@@ -22,6 +22,7 @@ constexpr std::int64_t kQ8BlockBytes = 34;   // fp16 d, int8 qs[32]
 constexpr std::int64_t kI2sGgufBlock = 128;  // bitnet.cpp QK_I2_S on x86
 constexpr std::int64_t kI2sGgufTail = 32;    // the float scale and its alignment padding
 
+
 // Packed bytes of one tensor, for decoding without a file.
 struct PackedSource {
     TensorEncoding encoding = TensorEncoding::Plain;
@@ -30,13 +31,14 @@ struct PackedSource {
     std::int64_t numel = 0;
     std::int64_t cols = 1;          // product of the dimensions after the first
     std::int64_t packed_rows = 0;   // HFPacked: R
+    I2sLayout i2s_layout = I2sLayout::ActParallel;  // I2S_GGUF
     std::string where;              // "<file>: tensor 'x'" for error messages
 };
 
 // Bytes `encoding` needs for `shape` (PyTorch order); throws FormatError (with `where`) when the
 // layout cannot hold that shape (TQ rows not a multiple of 256, HF rows not 4·R, ...).
 std::uint64_t packed_size(TensorEncoding encoding, const std::vector<std::int64_t>& shape, std::int64_t packed_rows,
-                          const std::string& where);
+                          const std::string& where, I2sLayout i2s_layout = I2sLayout::ActParallel);
 
 // Codes of elements [first, first+count): -1/0/+1 (Q8_0: its int8 quants). An impossible code
 // (2-bit code 3, a TQ1_0 byte no packer writes) throws FormatError naming element and byte.

@@ -4,6 +4,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "bitfsck/io/dtype.hpp"
@@ -21,13 +22,24 @@ enum class TensorEncoding : std::uint8_t {
     HFPacked,     // Hugging Face BitNet: row block i of R = ceil(out/4) rows in bits 2i..2i+1
     TQ1_0,        // ggml: 256-element blocks, 5 trits per byte (base 3), fp16 scale at the end
     TQ2_0,        // ggml: 256-element blocks, 2 bits per code, fp16 scale at the end
-    I2S_GGUF,     // bitnet.cpp I2_S: 128-element blocks of 32 bytes, one float scale after the codes
+    I2S_GGUF,     // bitnet.cpp I2_S: one of three build-dependent layouts (I2sLayout below), one float scale after the codes
     Q8_0,         // ggml: 32-element blocks, fp16 scale then 32 int8 (not ternary)
     Bit2Sign,     // .bit2: 1-bit sign plane, value = ±alpha
     Bit2Ternary,  // .bit2: 2-bit codes as I2S
     Opaque,       // bytes located but not decodable (an unsupported or ambiguous ggml type)
 };
 std::string_view encoding_name(TensorEncoding e);
+
+// bitnet.cpp I2_S has three layouts of the same size, chosen by the build that quantized the file
+// and recorded nowhere in it (src/ggml-bitnet-mad.cpp quantize_i2_s, include/gemm-config.h):
+enum class I2sLayout : std::uint8_t {
+    ActParallel,  // x86 with ACT_PARALLEL (the default) and every Python writer: blocks of 128
+                  // elements in 32 bytes, element j at byte j%32, bits 6-2·(j/32)
+    Interleaved,  // x86 without ACT_PARALLEL: 4 rows per byte, row r%4 at bits 6-2·(r%4)
+    Arm,          // ARM NEON builds since 2025-11: blocks of 64 elements in 16 bytes
+};
+std::string_view i2s_layout_name(I2sLayout l);  // "act-parallel", "interleaved", "arm"
+std::optional<I2sLayout> parse_i2s_layout(std::string_view name);
 // Encodings whose values are code × scale with codes in {-1, 0, +1}.
 bool encoding_is_ternary(TensorEncoding e);
 
@@ -42,6 +54,7 @@ struct PackedLayout {
     std::int64_t scale_group = 0;
     bool reciprocal_scale = false;     // value = code / scale (HF weight_scale holding 1/absmean)
     std::int64_t packed_rows = 0;      // HFPacked: R, the rows of the stored uint8 matrix
+    I2sLayout i2s_layout = I2sLayout::ActParallel;  // I2S_GGUF: the layout assumed when it was read
     std::vector<std::string> parts;    // the stored tensors folded into this one, by name
     std::string note;                  // what is known about an Opaque tensor, or the scale convention
 };
@@ -58,6 +71,7 @@ struct TensorEntry {
     std::int64_t storage_offset = 0;   // in elements
     std::string storage_key;           // the pickle's storage key ("0", "1", ...) or the safetensors name
     std::string record;                // zip record name, or "" for formats without records
+    std::uint32_t shard = 0;           // which file of the checkpoint holds the bytes (Checkpoint::shards())
     std::uint64_t storage_file_offset = 0;  // absolute file offset of the storage's first byte
     std::uint64_t storage_nbytes = 0;
     std::optional<std::string> shared_with;  // name of the first tensor that uses the same storage
@@ -120,6 +134,7 @@ private:
     std::int64_t scale_group_ = 0;
     bool reciprocal_ = false;
     std::int64_t packed_rows_ = 0;
+    I2sLayout i2s_layout_ = I2sLayout::ActParallel;
 
     void init_packed(const MappedFile& file, const TensorEntry& entry);
     template <typename Out>

@@ -1,7 +1,8 @@
 #pragma once
 // Model configuration: which layout a state dict has and the hyper-parameters of its forward pass.
-// Resolved in order of precedence: command-line overrides > a JSON file > a config object stored
-// in the checkpoint > what the tensor shapes say > defaults of the layout. No LibTorch here.
+// Resolved in order of precedence: command-line overrides > a JSON file > Hugging Face's
+// config.json beside the weights > a config object stored in the checkpoint > what the tensor
+// shapes say > defaults of the layout. No LibTorch here.
 #include <cstdint>
 #include <filesystem>
 #include <optional>
