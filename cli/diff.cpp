@@ -10,6 +10,7 @@
 
 #include "bitfsck/analysis/diff.hpp"
 #include "bitfsck/analysis/report_json.hpp"
+#include "scan_options.hpp"
 #include "subcommands.hpp"
 #include "table.hpp"
 #include "terminal.hpp"
@@ -19,6 +20,7 @@ namespace {
 
 struct DiffFlags {
     std::string a, b;
+    std::string i2s_layout = "act-parallel";
     bool json = false;
     std::string quantizer = "bitnet";
     unsigned threads = 0;
@@ -53,9 +55,9 @@ std::string largest_transitions(const analysis::TransitionMatrix& m, std::uint64
     return s.empty() ? "-" : s;
 }
 
-std::optional<io::Checkpoint> open_or_report(const std::string& file) {
+std::optional<io::Checkpoint> open_or_report(const std::string& file, const std::string& i2s_layout) {
     try {
-        io::Checkpoint c = io::Checkpoint::open(file);
+        io::Checkpoint c = io::Checkpoint::open(file, open_options(i2s_layout));
         if (!c.findings().empty()) {
             print_warning(file + ": the pickle imports " + std::to_string(c.findings().size()) +
                           " global(s) outside the allow-list; torch.load would run them (see bitfsck inspect)");
@@ -110,8 +112,8 @@ void run_diff(const DiffFlags& flags) {
     auto q = analysis::quantizer_from_name(flags.quantizer);
     if (!q) throw CLI::ValidationError("--quantizer", "unknown quantizer '" + flags.quantizer + "'");
     // Open both before giving up, so one run reports every unreadable input.
-    auto a = open_or_report(flags.a);
-    auto b = open_or_report(flags.b);
+    auto a = open_or_report(flags.a, flags.i2s_layout);
+    auto b = open_or_report(flags.b, flags.i2s_layout);
     if (!a || !b) return;
     ProgressLine progress("diff");
     analysis::CheckpointDiff d;
@@ -134,13 +136,14 @@ void run_diff(const DiffFlags& flags) {
 void add_diff_subcommand(CLI::App& app) {
     auto flags = std::make_shared<DiffFlags>();
     auto* sub = app.add_subcommand("diff", "Per-tensor change between two checkpoints: relative L2 distance and ternary code flips");
-    sub->add_option("A", flags->a, "The earlier checkpoint")->required()->check(CLI::ExistingFile);
-    sub->add_option("B", flags->b, "The later checkpoint")->required()->check(CLI::ExistingFile);
+    sub->add_option("A", flags->a, "The earlier checkpoint (a file, a sharded index.json or its folder)")->required()->check(CLI::ExistingPath);
+    sub->add_option("B", flags->b, "The later checkpoint")->required()->check(CLI::ExistingPath);
     sub->add_flag("--json", flags->json, "Print the diff as JSON on stdout (schema: docs/diff.schema.json)");
     sub->add_option("--quantizer", flags->quantizer, "Quantizer for the ternary codes: bitnet or distillix (each side uses its own scale)")
         ->check(CLI::IsMember({"bitnet", "distillix"}))
         ->capture_default_str();
     sub->add_option("-j,--threads", flags->threads, "Worker threads (0: every core)")->capture_default_str();
+    add_i2s_layout_flag(*sub, flags->i2s_layout);
     sub->add_option("--top", flags->top, "How many of the largest code transitions to show per tensor")->capture_default_str();
     sub->footer(
         "Tensors are matched by state-dict name; rel L2 = ||B-A|| / ||A||; a flip is a ternary code that differs.\n"

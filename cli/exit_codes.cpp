@@ -12,11 +12,12 @@ std::atomic<int> g_exit_code{kOk};
 
 int rank(int code) {
     switch (code) {
-        case kUsage: return 6;
-        case kUnreadable: return 5;
-        case kSecurity: return 4;
-        case kCollapsed: return 3;
-        case kDegraded: return 2;
+        case kUsage: return 7;
+        case kUnreadable: return 6;
+        case kSecurity: return 5;
+        case kCollapsed: return 4;
+        case kDegraded: return 3;
+        case kUnknown: return 2;
         default: return code == kOk ? 0 : 1;
     }
 }

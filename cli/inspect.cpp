@@ -8,6 +8,7 @@
 #include "bitfsck/io/error.hpp"
 #include "bitfsck/io/object_tree.hpp"
 #include "bitfsck/io/packed.hpp"
+#include "scan_options.hpp"
 #include "subcommands.hpp"
 #include "table.hpp"
 #include "terminal.hpp"
@@ -22,6 +23,7 @@ struct InspectFlags {
     int depth = 4;
     std::size_t max_children = 8;
     bool all_tensors = false;
+    std::string i2s_layout = "act-parallel";
 };
 
 std::string shape_text(const std::vector<std::int64_t>& shape) {
@@ -57,6 +59,7 @@ void print_tensors(const io::Checkpoint& c, bool all) {
         std::uint64_t offset = packed ? t.packed.offset
                                       : t.storage_file_offset + static_cast<std::uint64_t>(t.storage_offset) * io::dtype_size(t.dtype);
         std::string where = (t.record.empty() ? std::string("@") : t.record + " @") + std::to_string(offset);
+        if (c.sharded()) where = c.shards()[t.shard].path.filename().string() + " " + where;
         // Packed tensors: the encoding instead of the float view's dtype, and the stored bytes.
         std::string type = packed ? std::string(io::encoding_name(t.encoding)) : std::string(io::dtype_name(t.dtype));
         table.add({t.in_state_dict ? t.name : t.path, type, shape_text(t.shape), human_bytes(t.stored_nbytes()), where,
@@ -80,7 +83,7 @@ void print_tensors(const io::Checkpoint& c, bool all) {
 }
 
 void inspect_one(const std::string& path, const InspectFlags& flags, nlohmann::ordered_json* json_out) {
-    io::OpenOptions options;
+    io::OpenOptions options = open_options(flags.i2s_layout);
     options.pickle.trusted_globals.insert(flags.trusted.begin(), flags.trusted.end());
     io::Checkpoint c = io::Checkpoint::open(path, options);
     io::TreeLimits limits;
@@ -94,7 +97,10 @@ void inspect_one(const std::string& path, const InspectFlags& flags, nlohmann::o
     std::cout << bold(path) << "  (" << io::format_name(c.format());
     if (c.format() == io::Format::TorchZip || c.format() == io::Format::TorchLegacy)
         std::cout << ", pickle protocol " << c.pickle_protocol();
-    std::cout << ", " << human_bytes(c.file().size()) << ")\n\n";
+    if (c.sharded()) std::cout << ", " << c.shards().size() << " shards";
+    std::cout << ", " << human_bytes(c.total_size()) << ")\n\n";
+    for (const auto& w : c.warnings()) std::cout << yellow("warning") << ": " << w << "\n";
+    if (!c.warnings().empty()) std::cout << "\n";
     print_findings(c);
     std::cout << io::render_tree(io::object_tree(c, limits)) << "\n";
     print_tensors(c, flags.all_tensors);
@@ -105,12 +111,14 @@ void inspect_one(const std::string& path, const InspectFlags& flags, nlohmann::o
 void add_inspect_subcommand(CLI::App& app) {
     auto flags = std::make_shared<InspectFlags>();
     auto* sub = app.add_subcommand("inspect", "Show a checkpoint's object tree, tensors and security findings (never runs the pickle)");
-    sub->add_option("files", flags->files, "Checkpoint files (.pt, .pth, .bin, .safetensors, .gguf, .bit2)")->required()->check(CLI::ExistingPath);
+    sub->add_option("files", flags->files,
+                    "Checkpoint files (.pt, .pth, .bin, .safetensors, .gguf, .bit2), a sharded checkpoint's index.json or its folder")->required()->check(CLI::ExistingPath);
     sub->add_flag("--json", flags->json, "Print JSON (an array, one object per file) instead of text");
     sub->add_option("--trust", flags->trusted, "A module.Class you trust (e.g. your config dataclass): not reported as a finding");
     sub->add_option("--depth", flags->depth, "Levels of the object tree to show")->capture_default_str();
     sub->add_option("--max-children", flags->max_children, "Entries shown per container")->capture_default_str();
     sub->add_flag("--all-tensors", flags->all_tensors, "Also list tensors outside the state dict (optimizer state, ...)");
+    add_i2s_layout_flag(*sub, flags->i2s_layout);
     sub->footer(
         "Example:\n  bitfsck inspect run/step_000400.pt\n  bitfsck inspect --json model.safetensors | jq '.[0].tensors[].name'\n"
         "Exit codes: 0 readable and clean, 2 unreadable, 3 security findings (a global outside the allow-list).");

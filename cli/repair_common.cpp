@@ -33,7 +33,8 @@ std::string verdict_text(analysis::Verdict v) {
     const std::string_view n = analysis::verdict_name(v);
     switch (v) {
         case analysis::Verdict::Healthy: return green(n);
-        case analysis::Verdict::Degraded: return yellow(n);
+        case analysis::Verdict::Degraded:
+        case analysis::Verdict::Unknown: return yellow(n);
         case analysis::Verdict::Collapsed: return red(n);
     }
     return std::string(n);
@@ -52,13 +53,17 @@ std::string step_detail(const repair::TensorRepair& t) {
 }  // namespace
 
 void add_repair_flags(CLI::App& sub, const std::shared_ptr<RepairFlags>& flags) {
-    sub.add_option("input", flags->input, "Checkpoint to repair (.pt or .safetensors; never modified)")->required()->check(CLI::ExistingFile);
-    sub.add_option("-o,--output", flags->output, "Repaired checkpoint to write (the log goes to OUT.repair.json)")->required();
+    sub.add_option("input", flags->input, "Checkpoint to repair (.pt or .safetensors, or a sharded folder or index; never modified)")
+        ->required()
+        ->check(CLI::ExistingPath);
+    sub.add_option("-o,--output", flags->output,
+                   "Repaired checkpoint to write (a folder for a sharded input; the log goes to OUT.repair.json)")
+        ->required();
     sub.add_option("--layers", flags->layers, "Only these layers, e.g. 0,2-5");
     sub.add_option("--roles", flags->roles, "Only these roles: mlp, attn, or names like mlp_up, attn_q (comma-separated)")->delimiter(',');
     sub.add_option("--match", flags->match, "Only tensors whose name matches this glob (repeatable), e.g. 'layers.*.mlp.*'");
     sub.add_option("--like", flags->like, "A healthy checkpoint of the same model: targets are measured on it, tensor by tensor")
-        ->check(CLI::ExistingFile);
+        ->check(CLI::ExistingPath);
     sub.add_flag("--drop-optimizer-state", flags->drop_optimizer_state, "Leave the optimizer state out of the output (smaller file)");
     sub.add_flag("--json", flags->json, "Print the repair log (JSON) instead of the table");
     add_scan_flags(sub, flags->scan);

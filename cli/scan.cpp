@@ -1,4 +1,5 @@
 // bitfsck scan FILE...: per-layer health, collapse verdicts with reasons, JSON sidecars, HDF5.
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
@@ -43,14 +44,26 @@ std::string coloured_verdict(analysis::Verdict v) {
     std::string name(analysis::verdict_name(v));
     switch (v) {
         case analysis::Verdict::Collapsed: return red(name);
-        case analysis::Verdict::Degraded: return yellow(name);
+        case analysis::Verdict::Degraded:
+        case analysis::Verdict::Unknown: return yellow(name);
         default: return green(name);
     }
 }
 
+// At most `most` names, then how many more.
+std::string some_of(const std::vector<std::string>& items, std::size_t most) {
+    std::string out;
+    for (std::size_t i = 0; i < items.size() && i < most; ++i) out += (i ? ", " : "") + items[i];
+    if (items.size() > most) out += ", … (" + std::to_string(items.size() - most) + " more)";
+    return out;
+}
+
 void print_report(const analysis::ScanReport& r, bool show_tensors) {
-    std::cout << bold(r.file) << "  (" << r.format << ", " << human_bytes(r.file_size);
+    std::cout << bold(r.file) << "  (" << r.format;
+    if (!r.shards.empty()) std::cout << ", " << r.shards.size() << " shards";
+    std::cout << ", " << human_bytes(r.file_size);
     if (r.step) std::cout << ", step " << *r.step;
+    if (r.name_layout != "unknown" && r.name_layout != "llama") std::cout << ", " << r.name_layout << " names";
     std::cout << ", quantizer " << analysis::quantizer_name(r.quantizer) << ")\n";
     for (const auto& s : r.security)
         std::cout << "  " << (s.severity == "critical" ? red("SECURITY " + s.severity) : yellow("SECURITY " + s.severity)) << "  "
@@ -74,18 +87,40 @@ void print_report(const analysis::ScanReport& r, bool show_tensors) {
     }
     for (const auto& f : r.findings)
         std::cout << "  " << coloured_verdict(f.severity) << ": " << f.message << "\n";
+    if (!r.unassigned.empty())
+        std::cout << "  " << yellow(std::to_string(r.unassigned.size()) + " tensors not assigned to a layer") << " (names bitfsck does not know): "
+                  << some_of(r.unassigned, 4) << "\n";
+    if (!r.undecoded.empty()) {
+        // "name: why", grouped by why: a file of TL1 matrices has one reason, said once.
+        std::vector<std::pair<std::string, std::vector<std::string>>> by_reason;
+        for (const auto& u : r.undecoded) {
+            const auto colon = u.find(": ");
+            const std::string name = u.substr(0, colon), why = colon == std::string::npos ? "" : u.substr(colon + 2);
+            auto it = std::find_if(by_reason.begin(), by_reason.end(), [&](const auto& g) { return g.first == why; });
+            if (it == by_reason.end()) by_reason.push_back({why, {name}});
+            else it->second.push_back(name);
+        }
+        std::cout << "  " << yellow(std::to_string(r.undecoded.size()) + " tensors not decoded") << ":\n";
+        for (const auto& [why, names] : by_reason) std::cout << "    " << some_of(names, 3) << ": " << why << "\n";
+    }
+    for (const auto& w : r.warnings) std::cout << "  " << yellow("warning") << ": " << w << "\n";
+    for (const auto& n : r.notes) std::cout << "  note: " << n << "\n";
     std::cout << "verdict: " << coloured_verdict(r.verdict) << "  (" << r.tensors.size() << " tensors, " << r.layers.size()
               << " layer groups)\n";
 }
 
-fs::path sidecar_path(const fs::path& input, const std::string& out_dir) {
+fs::path sidecar_path(fs::path input, const std::string& out_dir) {
+    if (input.filename().empty()) input = input.parent_path();  // "release/": the folder's own name
     fs::path name = input.filename();
     name += ".health.json";
     return out_dir.empty() ? input.parent_path() / name : fs::path(out_dir) / name;
 }
 
 int exit_code_for(const analysis::ScanReport& r) {
-    int code = r.verdict == analysis::Verdict::Collapsed ? kCollapsed : r.verdict == analysis::Verdict::Degraded ? kDegraded : kOk;
+    int code = r.verdict == analysis::Verdict::Collapsed  ? kCollapsed
+               : r.verdict == analysis::Verdict::Degraded ? kDegraded
+               : r.verdict == analysis::Verdict::Unknown  ? kUnknown
+                                                          : kOk;
     if (!r.security.empty()) set_exit_code(kSecurity);
     return code;
 }
@@ -106,16 +141,12 @@ void run_scan(const ScanCommandFlags& flags, const ScanFlags& scan_flags) {
     std::atomic<std::size_t> next{0};
     std::mutex progress_mutex;
     std::uint64_t total_bytes = 0;
-    for (const auto& f : files) {
-        std::error_code ec;
-        auto s = fs::file_size(f, ec);
-        if (!ec) total_bytes += s;
-    }
+    for (const auto& f : files) total_bytes += io::checkpoint_input_size(f);
     std::atomic<std::uint64_t> finished_bytes{0};
     auto worker = [&] {
         for (std::size_t i = next++; i < files.size(); i = next++) {
             try {
-                io::OpenOptions open;
+                io::OpenOptions open = open_options(scan_flags.i2s_layout);
                 open.pickle.trusted_globals.insert(flags.trusted.begin(), flags.trusted.end());
                 io::Checkpoint c = io::Checkpoint::open(files[i], open);
                 analysis::ScanOptions options = base;
@@ -128,9 +159,7 @@ void run_scan(const ScanCommandFlags& flags, const ScanFlags& scan_flags) {
             } catch (const Error& e) {
                 errors[i] = e.what();
             }
-            std::error_code ec;
-            auto s = fs::file_size(files[i], ec);
-            finished_bytes += ec ? 0 : s;
+            finished_bytes += io::checkpoint_input_size(files[i]);
             if (many) progress.update(finished_bytes.load(), total_bytes, files[i].filename().string());
         }
     };
@@ -188,7 +217,8 @@ void add_scan_subcommand(CLI::App& app) {
     add_scan_flags(*sub, scan_flags);
     sub->footer(
         "Example:\n  bitfsck scan run/step_000400.pt\n  bitfsck scan --sidecar --h5 run.h5 run/\n"
-        "Exit codes: 0 healthy, 2 unreadable file, 3 security findings, 4 degraded, 5 collapsed (the most important wins).");
+        "Exit codes: 0 healthy, 2 unreadable file, 3 security findings, 4 degraded, 5 collapsed, 6 unknown (nothing could be\n"
+        "judged: tensor names or encodings bitfsck does not know); the most important wins.");
     sub->callback([flags, scan_flags] { run_scan(*flags, *scan_flags); });
 }
 

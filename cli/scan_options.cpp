@@ -22,6 +22,21 @@ void add_scan_flags(CLI::App& sub, std::shared_ptr<ScanFlags> flags) {
     sub.add_option("--threshold", flags->threshold_overrides,
                    "Override one threshold, key=value (repeatable; after --thresholds), e.g. --threshold degraded_zero_frac=0.6");
     sub.add_option("-j,--threads", flags->threads, "Worker threads (0: every core)")->capture_default_str();
+    add_i2s_layout_flag(sub, flags->i2s_layout);
+}
+
+void add_i2s_layout_flag(CLI::App& sub, std::string& layout) {
+    sub.add_option("--i2s-layout", layout,
+                   "Byte layout of bitnet.cpp I2_S tensors, which GGUF files do not record: act-parallel (x86 default, every "
+                   "Python writer), interleaved (x86 without ACT_PARALLEL), arm (ARM builds since 2025-11)")
+        ->check(CLI::IsMember({"act-parallel", "interleaved", "arm"}))
+        ->capture_default_str();
+}
+
+io::OpenOptions open_options(const std::string& i2s_layout) {
+    io::OpenOptions o;
+    o.i2s_layout = io::parse_i2s_layout(i2s_layout).value_or(io::I2sLayout::ActParallel);
+    return o;
 }
 
 namespace {

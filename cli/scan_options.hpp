@@ -17,9 +17,16 @@ struct ScanFlags {
     std::string thresholds_file;                 // JSON object of threshold overrides
     std::vector<std::string> threshold_overrides;  // "key=value", applied after the file
     unsigned threads = 0;                        // 0: every core
+    std::string i2s_layout = "act-parallel";     // bitnet.cpp I2_S: act-parallel | interleaved | arm
 };
 
-// Adds --quantizer, --thresholds FILE.json, --threshold key=value (repeatable) and -j/--threads.
+// --i2s-layout, for every command that reads GGUF files (I2_S layouts are not recorded in them).
+void add_i2s_layout_flag(CLI::App& sub, std::string& layout);
+// The reading options of --i2s-layout (validated by the flag's check).
+io::OpenOptions open_options(const std::string& i2s_layout);
+
+// Adds --quantizer, --thresholds FILE.json, --threshold key=value (repeatable), -j/--threads and
+// --i2s-layout.
 void add_scan_flags(CLI::App& sub, std::shared_ptr<ScanFlags> flags);
 
 // Builds the scan options; a bad thresholds file or override throws CLI::ValidationError, which

@@ -17,6 +17,7 @@ enum ExitCode : int {
     kSecurity = 3,     // a pickle would import or call something outside the allow-list
     kDegraded = 4,     // scan/timeline: the worst verdict is degraded
     kCollapsed = 5,    // scan/timeline: the worst verdict is collapsed
+    kUnknown = 6,      // scan/timeline: nothing could be judged (unknown tensor names or undecodable encodings)
 };
 
 void set_exit_code(int code);  // keeps the most important code seen so far

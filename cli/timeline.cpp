@@ -47,7 +47,8 @@ std::string coloured(analysis::Verdict v) {
     std::string name(analysis::verdict_name(v));
     switch (v) {
         case analysis::Verdict::Collapsed: return red(name);
-        case analysis::Verdict::Degraded: return yellow(name);
+        case analysis::Verdict::Degraded:
+        case analysis::Verdict::Unknown: return yellow(name);
         default: return green(name);
     }
 }
@@ -132,7 +133,7 @@ void run_timeline(const TimelineFlags& flags, const ScanFlags& scan_flags) {
     for (std::size_t i = 0; i < files.size(); ++i) {
         const std::string label = "[" + std::to_string(i + 1) + "/" + std::to_string(files.size()) + "] " + files[i].filename().string();
         try {
-            io::Checkpoint c = io::Checkpoint::open(files[i]);
+            io::Checkpoint c = io::Checkpoint::open(files[i], open_options(scan_flags.i2s_layout));
             analysis::ScanOptions o = options;
             o.progress = [&](std::uint64_t done, std::uint64_t total, const std::string&) { progress.update(done, total, label); };
             analysis::ScanReport r = analysis::scan_checkpoint(c, o);

@@ -5,9 +5,12 @@
 #include <cmath>
 #include <exception>
 #include <map>
+#include <set>
 #include <mutex>
 #include <thread>
 #include <tuple>
+
+#include "bitfsck/io/tensor_names.hpp"
 
 namespace bitfsck::analysis {
 namespace {
@@ -118,24 +121,34 @@ CheckpointDiff diff_checkpoints(const io::Checkpoint& a, const io::Checkpoint& b
     diff.file_b = b.path().string();
     diff.quantizer = q;
 
-    // Matched by state-dict name; A's order first, then what only B has.
+    // Matched by state-dict name, else by what the name means under another producer's naming
+    // (tensor_names.hpp: `model.layers.0.mlp.up_proj.weight` and GGUF's `blk.0.ffn_up.weight`);
+    // A's order first, then what only B has.
     std::vector<const io::TensorEntry*> ta = a.state_dict_tensors(), tb = b.state_dict_tensors();
-    std::map<std::string, const io::TensorEntry*> by_name_b;
-    for (const auto* t : tb) by_name_b.emplace(t->name, t);
+    auto meaning = [](const std::string& n) { return io::gguf_tensor_name(n).value_or(n); };
+    std::map<std::string, const io::TensorEntry*> by_name_b, by_meaning_b;
+    std::set<std::string> names_a;
+    for (const auto* t : tb) by_name_b.emplace(t->name, t), by_meaning_b.emplace(meaning(t->name), t);
+    for (const auto* t : ta) names_a.insert(t->name);
 
     struct Job {
         const io::TensorEntry* a = nullptr;
         const io::TensorEntry* b = nullptr;
     };
     std::vector<Job> jobs;
-    std::map<std::string, bool> seen;
+    std::set<std::string> seen;
+    std::set<const io::TensorEntry*> matched_b;
     for (const auto* t : ta) {
-        if (!seen.emplace(t->name, true).second) continue;
-        auto it = by_name_b.find(t->name);
-        jobs.push_back({t, it == by_name_b.end() ? nullptr : it->second});
+        if (!seen.insert(t->name).second) continue;
+        const io::TensorEntry* m = nullptr;
+        if (auto it = by_name_b.find(t->name); it != by_name_b.end()) m = it->second;
+        else if (auto jt = by_meaning_b.find(meaning(t->name)); jt != by_meaning_b.end() && !names_a.count(jt->second->name))
+            m = jt->second;
+        if (m && !matched_b.insert(m).second) m = nullptr;
+        jobs.push_back({t, m});
     }
     for (const auto* t : tb)
-        if (seen.emplace(t->name, true).second) jobs.push_back({nullptr, t});
+        if (!matched_b.count(t) && seen.insert(t->name).second) jobs.push_back({nullptr, t});
 
     // Progress counts the bytes of the pairs that are actually read.
     auto readable = [](const Job& j) {
@@ -181,6 +194,7 @@ CheckpointDiff diff_checkpoints(const io::Checkpoint& a, const io::Checkpoint& b
                     continue;
                 }
                 d = diff_tensors(job.a->name, a.data(*job.a), b.data(*job.b), q);
+                if (job.b->name != job.a->name) d.note = "B names it " + job.b->name;
                 if (progress && d.compared) progress(done += job.a->nbytes() + job.b->nbytes(), total, d.name);
             } catch (...) {
                 std::lock_guard lock(error_mutex);

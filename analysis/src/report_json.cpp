@@ -141,6 +141,12 @@ ordered_json to_json(const ScanReport& r, bool include_histograms, std::string_v
     j["quantizer"] = std::string(quantizer_name(r.quantizer));
     j["thresholds"] = thresholds_to_json(r.thresholds);
     j["verdict"] = std::string(verdict_name(r.verdict));
+    j["name_layout"] = r.name_layout;
+    if (!r.shards.empty()) j["shards"] = r.shards;
+    j["unassigned"] = r.unassigned;
+    j["undecoded"] = r.undecoded;
+    j["notes"] = r.notes;
+    j["warnings"] = r.warnings;
 
     // Totals of what became null below, so a reader never has to guess whether null meant
     // "not computed" or "not a number".
@@ -161,6 +167,7 @@ ordered_json to_json(const ScanReport& r, bool include_histograms, std::string_v
     ordered_json tensors = ordered_json::array();
     for (const auto& t : r.tensors) {
         ordered_json tj = to_json(t, include_histograms);
+        if (t.shard) tj["shard"] = *t.shard;
         tj["verdict"] = std::string(verdict_name(verdict_of_subject(r, t.name)));
         tensors.push_back(std::move(tj));
     }

@@ -2,6 +2,9 @@
 
 #include <xxhash.h>
 
+#include "bitfsck/io/checkpoint_files.hpp"
+#include "bitfsck/io/shard_index.hpp"
+
 #include <algorithm>
 #include <exception>
 #include <memory>
@@ -12,19 +15,30 @@
 
 namespace bitfsck::analysis {
 
-std::string content_hash(const io::MappedFile& file) {
-    constexpr std::uint64_t kChunk = 16ull << 20;
-    std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> state(XXH3_createState(), &XXH3_freeState);
+namespace {
+
+using HashState = std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)>;
+
+HashState new_hash_state() {
+    HashState state(XXH3_createState(), &XXH3_freeState);
     if (!state || XXH3_128bits_reset(state.get()) != XXH_OK) throw Error("xxh3: cannot initialise hash state");
+    return state;
+}
+
+void hash_file(XXH3_state_t* state, const io::MappedFile& file) {
+    constexpr std::uint64_t kChunk = 16ull << 20;
     for (std::uint64_t off = 0; off < file.size(); off += kChunk) {
         std::uint64_t len = std::min(kChunk, file.size() - off);
         auto bytes = file.bytes(off, len, "content");
-        XXH3_128bits_update(state.get(), bytes.data(), bytes.size());
+        XXH3_128bits_update(state, bytes.data(), bytes.size());
         // Hashing a checkpoint must not leave it all resident.
         file.release(off, len);
     }
+}
+
+std::string hash_text(XXH3_state_t* state) {
     XXH128_canonical_t canonical;
-    XXH128_canonicalFromHash(&canonical, XXH3_128bits_digest(state.get()));
+    XXH128_canonicalFromHash(&canonical, XXH3_128bits_digest(state));
     static constexpr char hex[] = "0123456789abcdef";
     std::string out = "xxh3-128:";
     for (unsigned char b : canonical.digest) {
@@ -32,6 +46,31 @@ std::string content_hash(const io::MappedFile& file) {
         out += hex[b & 15];
     }
     return out;
+}
+
+}  // namespace
+
+std::string content_hash(const io::MappedFile& file) {
+    HashState state = new_hash_state();
+    hash_file(state.get(), file);
+    return hash_text(state.get());
+}
+
+std::string content_hash(const io::Checkpoint& checkpoint) {
+    HashState state = new_hash_state();
+    for (const auto& shard : checkpoint.shards()) hash_file(state.get(), *shard.file);
+    return hash_text(state.get());
+}
+
+std::string content_hash_of(const std::filesystem::path& input) {
+    std::vector<std::filesystem::path> files;
+    std::error_code ec;
+    if (std::filesystem::is_directory(input, ec)) files = io::model_files_in(input).weights;
+    else if (io::is_shard_index(input)) files = io::read_shard_index(input).shards;
+    else files = {input};
+    HashState state = new_hash_state();
+    for (const auto& f : files) hash_file(state.get(), io::MappedFile(f));
+    return hash_text(state.get());
 }
 
 namespace {
@@ -98,12 +137,13 @@ private:
 
     void run_item(std::size_t index) {
         if (index == kHashItem) {
-            hash_ = content_hash(ckpt_.file());
+            hash_ = content_hash(ckpt_);
             return;
         }
         const io::TensorEntry& e = *entries_[index];
         io::TensorData data = ckpt_.data(e);
         results_[index] = analyze_tensor(e.name, data, options_.analysis);
+        if (ckpt_.sharded()) results_[index].shard = e.shard;
         std::uint64_t done = done_.fetch_add(e.nbytes(), std::memory_order_relaxed) + e.nbytes();
         if (options_.progress) options_.progress(done, total_, e.name);
     }
@@ -127,7 +167,11 @@ private:
 ScanReport scan_checkpoint(const io::Checkpoint& checkpoint, const ScanOptions& options) {
     ScanReport report;
     report.file = checkpoint.path().string();
-    report.file_size = checkpoint.file().size();
+    report.file_size = checkpoint.total_size();
+    if (checkpoint.sharded())
+        for (const auto& shard : checkpoint.shards()) report.shards.push_back(shard.path.string());
+    report.notes = checkpoint.notes();
+    report.warnings = checkpoint.warnings();
     report.format = std::string(io::format_name(checkpoint.format()));
     report.state_dict_path = checkpoint.state_dict_path();
     report.step = checkpoint.step();
@@ -136,8 +180,10 @@ ScanReport scan_checkpoint(const io::Checkpoint& checkpoint, const ScanOptions& 
     for (const auto& f : checkpoint.findings()) report.security.push_back(summarize(f));
 
     std::vector<const io::TensorEntry*> entries;
-    for (const io::TensorEntry* e : checkpoint.state_dict_tensors())
+    for (const io::TensorEntry* e : checkpoint.state_dict_tensors()) {
         if (io::dtype_is_floating(e->dtype)) entries.push_back(e);
+        else if (e->encoding == io::TensorEncoding::Opaque) report.undecoded.push_back(e->name + ": " + e->packed.note);
+    }
 
     unsigned threads = options.threads ? options.threads : std::max(1u, std::thread::hardware_concurrency());
     ScanWork work(checkpoint, options, std::move(entries));

@@ -167,7 +167,8 @@ Timeline build_timeline(std::vector<ScanReport> reports) {
             timeline.role_onsets.push_back(std::move(o));
         }
 
-        if (!timeline.onset_step && p.verdict != Verdict::Healthy) {
+        // An unknown verdict (nothing judged) is neither an onset nor a healthy checkpoint.
+        if (!timeline.onset_step && verdict_is_sick(p.verdict)) {
             timeline.onset_step = p.step;
             timeline.onset_file = p.file;
             timeline.reasons = p.findings;

@@ -82,7 +82,7 @@ MetricsTimeline read_training_metrics(const std::filesystem::path& file, const T
         std::stable_sort(p.roles.begin(), p.roles.end(), [](const MetricsRole& a, const MetricsRole& b) {
             return role_is_mlp(a.role) != role_is_mlp(b.role) ? role_is_mlp(a.role) : a.role < b.role;
         });
-        if (p.verdict != Verdict::Healthy && !t.onset_step) t.onset_step = p.step;
+        if (verdict_is_sick(p.verdict) && !t.onset_step) t.onset_step = p.step;
         if (p.verdict == Verdict::Collapsed && !t.collapsed_step) t.collapsed_step = p.step;
         if (p.verdict == Verdict::Healthy && !t.onset_step) t.last_healthy_step = p.step;
         if (p.val_loss && (!t.best_val_loss || *p.val_loss < *t.best_val_loss)) t.best_val_loss = p.val_loss, t.best_val_step = p.step;

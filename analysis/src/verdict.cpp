@@ -15,11 +15,26 @@ std::string_view verdict_name(Verdict v) {
         case Verdict::Healthy: return "healthy";
         case Verdict::Degraded: return "degraded";
         case Verdict::Collapsed: return "collapsed";
+        case Verdict::Unknown: return "unknown";
     }
     return "healthy";
 }
 
-Verdict worst(Verdict a, Verdict b) { return static_cast<int>(a) >= static_cast<int>(b) ? a : b; }
+namespace {
+int rank(Verdict v) {
+    switch (v) {
+        case Verdict::Healthy: return 0;
+        case Verdict::Unknown: return 1;
+        case Verdict::Degraded: return 2;
+        case Verdict::Collapsed: return 3;
+    }
+    return 0;
+}
+}  // namespace
+
+Verdict worst(Verdict a, Verdict b) { return rank(a) >= rank(b) ? a : b; }
+
+bool verdict_is_sick(Verdict v) { return v == Verdict::Degraded || v == Verdict::Collapsed; }
 
 namespace {
 
@@ -68,7 +83,7 @@ public:
         for (const TensorStats& t : r_.tensors) judge_finite(t);
 
         std::stable_sort(pending_.begin(), pending_.end(), [](const Pending& a, const Pending& b) {
-            if (a.finding.severity != b.finding.severity) return a.finding.severity > b.finding.severity;
+            if (a.finding.severity != b.finding.severity) return worst(a.finding.severity, b.finding.severity) == a.finding.severity;
             return a.layer < b.layer;
         });
         for (Pending& p : pending_) {
@@ -207,11 +222,31 @@ private:
 
 }  // namespace
 
+// Which naming convention the assigned tensors follow, and which weight matrices the table could
+// not place: a report that judged nothing must say so, never read as healthy.
+void place_names(ScanReport& report) {
+    report.unassigned.clear();
+    std::map<NameLayout, std::size_t> layouts;
+    for (const TensorStats& t : report.tensors) {
+        const TensorPlace place = place_of(t.name);
+        if (place.role != Role::Other) ++layouts[place.layout];
+        else if (t.shape.size() >= 2 && place.is_weight && t.count >= report.thresholds.min_elements) report.unassigned.push_back(t.name);
+    }
+    NameLayout best = NameLayout::Unknown;
+    std::size_t most = 0;
+    for (const auto& [layout, n] : layouts)
+        if (layout != NameLayout::Unknown && n > most) best = layout, most = n;
+    report.name_layout = std::string(name_layout_name(best));
+}
+
 void judge(ScanReport& report) {
     report.layers.clear();
     report.findings.clear();
     report.verdict = Verdict::Healthy;
     Judge(report).run();
+    place_names(report);
+    if (report.layers.empty() && (!report.unassigned.empty() || !report.undecoded.empty()))
+        report.verdict = worst(report.verdict, Verdict::Unknown);
 }
 
 }  // namespace bitfsck::analysis

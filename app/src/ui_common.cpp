@@ -13,7 +13,8 @@ ImVec4 colvec(palette::Rgb c) { return ImVec4(c.r / 255.0f, c.g / 255.0f, c.b / 
 palette::Rgb verdict_row_colour(analysis::Verdict v) {
     switch (v) {
         case analysis::Verdict::Collapsed: return palette::kCollapsedRow;
-        case analysis::Verdict::Degraded: return palette::kDegradedRow;
+        case analysis::Verdict::Degraded:
+        case analysis::Verdict::Unknown: return palette::kDegradedRow;
         case analysis::Verdict::Healthy: return palette::kHealthyRow;
     }
     return palette::kHealthyRow;
@@ -23,6 +24,7 @@ ImVec4 verdict_text_colour(analysis::Verdict v) {
     switch (v) {
         case analysis::Verdict::Collapsed: return ImVec4(1.0f, 0.42f, 0.42f, 1.0f);
         case analysis::Verdict::Degraded: return ImVec4(1.0f, 0.80f, 0.30f, 1.0f);
+        case analysis::Verdict::Unknown: return ImVec4(0.75f, 0.75f, 0.75f, 1.0f);
         case analysis::Verdict::Healthy: return ImVec4(0.45f, 0.90f, 0.55f, 1.0f);
     }
     return ImVec4(1, 1, 1, 1);

@@ -9,6 +9,7 @@ namespace {
 analysis::Verdict verdict_from(const std::string& s) {
     if (s == "collapsed") return analysis::Verdict::Collapsed;
     if (s == "degraded") return analysis::Verdict::Degraded;
+    if (s == "unknown") return analysis::Verdict::Unknown;
     return analysis::Verdict::Healthy;
 }
 

@@ -79,8 +79,8 @@ TEST_CASE("scan report JSON has the documented top level", "[report_json]") {
     std::vector<std::string> keys;
     for (const auto& [k, v] : j.items()) keys.push_back(k);
     CHECK(keys == std::vector<std::string>{"schema_version", "tool", "file", "file_size", "content_hash", "format", "state_dict_path",
-                                           "step", "quantizer", "thresholds", "verdict", "non_finite", "findings", "security",
-                                           "layers", "tensors"});
+                                           "step", "quantizer", "thresholds", "verdict", "name_layout", "unassigned", "undecoded",
+                                           "notes", "warnings", "non_finite", "findings", "security", "layers", "tensors"});
     CHECK(j["schema_version"] == 1);
     CHECK(j["tool"]["name"] == "bitfsck");
     CHECK(j["tool"]["version"] == std::string(kToolVersion));

@@ -23,7 +23,7 @@ struct TensorDiff {
     std::vector<std::int64_t> shape_b;    // B's shape when it differs from A's, else empty
     bool only_in_a = false, only_in_b = false;
     bool compared = false;                // both present, same shape, floating point
-    std::string note;                     // why not compared ("shape [4, 8] vs [8, 4]", ...)
+    std::string note;                     // why not compared ("shape [4, 8] vs [8, 4]", ...), or B's name when it differs
 
     std::uint64_t count = 0;              // elements compared
     std::uint64_t non_finite = 0;         // element pairs skipped because either side is NaN/Inf

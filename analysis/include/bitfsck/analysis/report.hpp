@@ -10,9 +10,13 @@
 
 namespace bitfsck::analysis {
 
-enum class Verdict { Healthy = 0, Degraded = 1, Collapsed = 2 };
-std::string_view verdict_name(Verdict v);  // "healthy", "degraded", "collapsed"
+// Unknown: nothing in the checkpoint could be judged (no tensor was assigned to a layer and role
+// a rule applies to), so no health is claimed. It ranks above healthy and below degraded: a
+// checkpoint where something was judged sick is sick, whatever else could not be judged.
+enum class Verdict { Healthy = 0, Degraded = 1, Collapsed = 2, Unknown = 3 };
+std::string_view verdict_name(Verdict v);  // "healthy", "degraded", "collapsed", "unknown"
 Verdict worst(Verdict a, Verdict b);
+bool verdict_is_sick(Verdict v);           // degraded or collapsed
 
 // One rule that fired, spelled out for the user:
 // "layers.7.mlp.up_proj.weight: std 4.5e-05 < 1e-03 and 99.1% ternary zeros > 80%".
@@ -57,6 +61,19 @@ struct ScanReport {
     std::vector<Finding> findings;      // most severe first
     std::vector<SecuritySummary> security;
     Verdict verdict = Verdict::Healthy;
+
+    // The naming convention most tensors follow (io::name_layout_name: "llama", "gguf", ...).
+    std::string name_layout = "unknown";
+    // Weight matrices (2-D or more) whose names gave no layer role: what the rules did not judge.
+    std::vector<std::string> unassigned;
+    // State-dict tensors whose bytes bitfsck cannot decode ("name: why"), so no rule judged them.
+    std::vector<std::string> undecoded;
+    // Sharded checkpoints: the shard files in order (TensorStats::shard indexes them); empty otherwise.
+    std::vector<std::string> shards;
+    // What the readers noted (formats, assumed layouts, where a scale convention came from) and
+    // what looked wrong without stopping the read (io::Checkpoint::notes() / warnings()).
+    std::vector<std::string> notes;
+    std::vector<std::string> warnings;
 };
 
 }  // namespace bitfsck::analysis

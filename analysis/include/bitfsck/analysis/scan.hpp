@@ -37,5 +37,9 @@ void judge(ScanReport& report);
 
 // xxh3-128 of the file's bytes, "xxh3-128:<32 hex digits>", reading in chunks and releasing pages.
 std::string content_hash(const io::MappedFile& file);
+// The same over every file of a checkpoint, shard after shard (one file: its content_hash).
+std::string content_hash(const io::Checkpoint& checkpoint);
+// The same for a checkpoint input without parsing it: a file, a sharded index or its folder.
+std::string content_hash_of(const std::filesystem::path& input);
 
 }  // namespace bitfsck::analysis

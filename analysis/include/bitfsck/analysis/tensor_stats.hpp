@@ -1,5 +1,6 @@
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,7 @@ struct TensorStats {
     std::string name;
     std::string dtype;
     std::vector<std::int64_t> shape;
+    std::optional<std::uint32_t> shard;  // index into ScanReport::shards, for sharded checkpoints
     std::uint64_t count = 0;             // elements
     std::uint64_t finite_count = 0;
     std::uint64_t nan_count = 0, inf_count = 0;
