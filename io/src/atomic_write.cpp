@@ -30,6 +30,30 @@ void replace_atomically(const std::filesystem::path& target, const std::function
     }
 }
 
+void replace_folder_atomically(const std::filesystem::path& target, const std::function<void(const std::filesystem::path&)>& write) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    if (fs::exists(target, ec)) {
+        if (!fs::is_directory(target, ec)) throw FileError(target.string() + ": exists and is not a folder");
+        if (!fs::is_empty(target, ec)) throw FileError(target.string() + ": exists and is not empty; name a new folder");
+    }
+    fs::path name = target;
+    if (name.filename().empty()) name = name.parent_path();  // "out/"
+    const fs::path tmp = temporary_sibling(name);
+    try {
+        fs::create_directories(tmp, ec);
+        if (ec) throw FileError(tmp.string() + ": cannot create: " + ec.message());
+        write(tmp);
+        if (fs::exists(name, ec)) fs::remove(name, ec);  // the empty folder checked above
+        fs::rename(tmp, name, ec);
+        if (ec) throw FileError(name.string() + ": cannot rename the finished output into place: " + ec.message());
+    } catch (...) {
+        std::error_code ignored;
+        fs::remove_all(tmp, ignored);
+        throw;
+    }
+}
+
 void write_file_atomically(const std::filesystem::path& target, std::string_view bytes) {
     replace_atomically(target, [&](const std::filesystem::path& tmp) {
         int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);

@@ -17,6 +17,7 @@
 #include "bitfsck/io/error.hpp"
 #include "bitfsck/io/pt_writer.hpp"
 #include "bitfsck/io/safetensors_writer.hpp"
+#include "bitfsck/io/shard_writer.hpp"
 #include "bitfsck/io/tensor.hpp"
 #include "bitfsck/repair/repair_json.hpp"
 
@@ -206,15 +207,10 @@ void write_output(const io::Checkpoint& input, const fs::path& output, std::vect
         rt.view = w.bytes;
         replacements.emplace(w.entry->name, std::move(rt));
     }
-    if (input.format() == io::Format::TorchZip || input.format() == io::Format::TorchLegacy) {
+    if (input.format() == io::Format::TorchZip || input.format() == io::Format::TorchLegacy || input.format() == io::Format::Safetensors) {
         io::RewriteOptions ro;
         ro.drop_optimizer_state = options.drop_optimizer_state;
-        const io::RewriteReport report = io::rewrite_checkpoint_pt(input, output, replacements, ro);
-        log.dropped_keys = report.dropped_keys;
-        return;
-    }
-    if (input.format() == io::Format::Safetensors) {
-        io::rewrite_safetensors(input, output, replacements, inputs);
+        log.dropped_keys = io::rewrite_checkpoint(input, output, replacements, ro, inputs).dropped_keys;
         return;
     }
     throw Error(input.path().string() + ": repair writes PyTorch .pt and safetensors checkpoints; convert this " +
@@ -224,6 +220,7 @@ void write_output(const io::Checkpoint& input, const fs::path& output, std::vect
 // The output keeps the input's format; a name that promises another one is refused up front
 // rather than producing a .pt full of safetensors bytes.
 void check_output_name(const io::Checkpoint& input, const fs::path& output) {
+    if (input.sharded()) return io::ensure_folder_output(output);  // sharded in, a folder of shards out
     const std::string ext = output.extension().string();
     const bool torch = input.format() == io::Format::TorchZip || input.format() == io::Format::TorchLegacy;
     if (torch && ext == ".safetensors")
@@ -271,7 +268,10 @@ std::optional<StepKind> step_from_name(std::string_view name) {
     return std::nullopt;
 }
 
-fs::path repair_log_path(const fs::path& output) { return fs::path(output.string() + ".repair.json"); }
+fs::path repair_log_path(const fs::path& output) {
+    const fs::path named = output.filename().empty() ? output.parent_path() : output;  // "out/": beside the folder
+    return fs::path(named.string() + ".repair.json");
+}
 
 RepairLog repair_checkpoint(const fs::path& input_path, const fs::path& output, const RepairOptions& options) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -461,8 +461,7 @@ RepairLog pick_checkpoint(const std::vector<std::string>& run_inputs, const fs::
     }
     log.input = fs::absolute(chosen).string();
     log.output = fs::absolute(output).string();
-    const io::MappedFile copied(output);
-    log.output_hash = analysis::content_hash(copied);
+    log.output_hash = analysis::content_hash_of(output);
     if (log.output_hash != log.input_hash) throw Error("pick: the copy of " + chosen + " differs from it (" + output.string() + ")");
     log.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     write_repair_log(log, repair_log_path(output));
@@ -491,20 +490,18 @@ ReplayResult replay_repair(const fs::path& log_file, const fs::path& output, con
         result.expected_hash = need("output_hash").get<std::string>();
         const StepSpec step = step_from_json(need("step"));
         {
-            const io::MappedFile in(input);
-            const std::string actual = analysis::content_hash(in);
+            const std::string actual = analysis::content_hash_of(input);
             if (actual != input_hash)
                 throw Error(input.string() + ": changed since the repair was logged (" + actual + ", the log says " + input_hash + ")");
         }
         if (step.kind == StepKind::Pick) {
             io::ensure_not_an_input(output, {input});
             io::replace_atomically(output, [&](const fs::path& tmp) { fs::copy_file(input, tmp, fs::copy_options::overwrite_existing); });
-            const io::MappedFile copied(output);
             result.log.step = step;
             result.log.input = input.string();
             result.log.input_hash = input_hash;
             result.log.output = fs::absolute(output).string();
-            result.log.output_hash = analysis::content_hash(copied);
+            result.log.output_hash = analysis::content_hash_of(output);
             write_repair_log(result.log, repair_log_path(output));
         } else {
             RepairOptions options;
@@ -518,8 +515,7 @@ ReplayResult replay_repair(const fs::path& log_file, const fs::path& output, con
             options.progress = progress;
             if (j.contains("like") && !j["like"].is_null()) {
                 options.like = j["like"].get<std::string>();
-                const io::MappedFile ref(*options.like);
-                if (analysis::content_hash(ref) != j.at("like_hash").get<std::string>())
+                if (analysis::content_hash_of(*options.like) != j.at("like_hash").get<std::string>())
                     throw Error(options.like->string() + ": the reference changed since the repair was logged");
             }
             result.log = repair_checkpoint(input, output, options);

@@ -11,6 +11,7 @@
 #include "bitfsck/io/atomic_write.hpp"
 #include "bitfsck/io/checkpoint_files.hpp"
 #include "bitfsck/io/pt_writer.hpp"
+#include "bitfsck/io/shard_writer.hpp"
 #include "bitfsck/io/safetensors_writer.hpp"
 #include "bitfsck/repair/resurrect.hpp"
 
@@ -277,18 +278,16 @@ std::vector<std::string> graft_checkpoint(const fs::path& base, const fs::path& 
         io::ReplacementTensor rt;
         rt.dtype = t->dtype;
         rt.shape = t->shape;
-        rt.view = d.file().bytes(dt.storage_file_offset + static_cast<std::uint64_t>(dt.storage_offset) * io::dtype_size(dt.dtype), dt.nbytes(),
+        rt.view = d.file_of(dt).bytes(dt.storage_file_offset + static_cast<std::uint64_t>(dt.storage_offset) * io::dtype_size(dt.dtype), dt.nbytes(),
                                  "tensor data");
         replacements.emplace(t->name, rt);
         names.push_back(t->name);
     }
     if (names.empty()) throw Error("graft: the selection matches no tensor of " + base.string());
-    if (b.format() == io::Format::Safetensors) {
-        io::rewrite_safetensors(b, output, replacements, {donor});
-    } else if (b.format() == io::Format::TorchZip || b.format() == io::Format::TorchLegacy) {
+    if (b.format() == io::Format::Safetensors || b.format() == io::Format::TorchZip || b.format() == io::Format::TorchLegacy) {
         io::RewriteOptions ro;
         ro.drop_optimizer_state = true;  // the base's optimizer state does not describe the grafted tensors
-        io::rewrite_checkpoint_pt(b, output, replacements, ro);
+        io::rewrite_checkpoint(b, output, replacements, ro, {donor});
     } else {
         throw Error("graft: " + base.string() + " is " + std::string(io::format_name(b.format())) + "; graft writes .pt and safetensors");
     }

@@ -10,6 +10,7 @@
 
 #include "bitfsck/io/checkpoint.hpp"
 #include "bitfsck/io/packed.hpp"
+#include "bitfsck/io/tensor_names.hpp"
 #include "support.hpp"
 
 using namespace bitfsck;
@@ -32,7 +33,7 @@ std::map<std::string, io::TernaryTensor> views(const fs::path& file) {
     io::Checkpoint c = io::Checkpoint::open(file);
     std::map<std::string, io::TernaryTensor> out;
     for (const auto* t : c.state_dict_tensors()) {
-        if (t->name == "model.norm.weight") continue;
+        if (io::place_of(t->name).role == io::Role::Norm) continue;
         io::TensorData d = c.data(*t);
         if (d.is_ternary()) {
             out[t->name] = io::read_ternary(d, t->name);
@@ -45,6 +46,14 @@ std::map<std::string, io::TernaryTensor> views(const fs::path& file) {
         }
     }
     return out;
+}
+
+// A tensor by its name in the input, whichever name the output gave it (GGUF: llama.cpp's).
+const io::TernaryTensor& view_of(const std::map<std::string, io::TernaryTensor>& v, const std::string& name) {
+    auto it = v.find(name);
+    if (it == v.end()) it = v.find(io::gguf_tensor_name(name).value_or(name));
+    REQUIRE(it != v.end());
+    return it->second;
 }
 
 struct Target {
@@ -97,7 +106,7 @@ TEST_CASE("latent .pt → each packed format → .pt keeps the absmean codes and
         {
             io::Checkpoint c = io::Checkpoint::open(packed);
             for (const auto* t : c.state_dict_tensors())
-                if (t->name != "model.norm.weight") CHECK(io::encoding_name(t->encoding) == target.encoding);
+                if (io::place_of(t->name).role != io::Role::Norm) CHECK(io::encoding_name(t->encoding) == target.encoding);
         }
         const auto back = tmp / "back.pt";
         r = test::run_command(bitfsck_cmd("convert " + test::quote(packed) + " " + test::quote(back)));
@@ -107,7 +116,7 @@ TEST_CASE("latent .pt → each packed format → .pt keeps the absmean codes and
             REQUIRE(v.size() == 3);
             for (auto it = expected["tensors"].begin(); it != expected["tensors"].end(); ++it) {
                 INFO(file.string() << " " << it.key());
-                const auto& t = v.at(it.key());
+                const auto& t = view_of(v, it.key());
                 CHECK(t.codes == parse_codes(it.value()["codes"].get<std::string>()));
                 REQUIRE(t.per_tensor());
                 const float scale = static_cast<float>(it.value()["scale"].get<double>());
@@ -118,7 +127,10 @@ TEST_CASE("latent .pt → each packed format → .pt keeps the absmean codes and
         io::Checkpoint src = io::Checkpoint::open(packed_dir() / "latent.pt"), dst = io::Checkpoint::open(back);
         std::vector<double> a(256), b(256);
         src.data(*src.find_tensor("model.norm.weight")).read(0, 256, a.data());
-        dst.data(*dst.find_tensor("model.norm.weight")).read(0, 256, b.data());
+        const io::TensorEntry* norm = dst.find_tensor("model.norm.weight");
+        if (!norm) norm = dst.find_tensor("output_norm.weight");  // through GGUF: llama.cpp's name
+        REQUIRE(norm);
+        dst.data(*norm).read(0, 256, b.data());
         CHECK(a == b);
     }
 }
@@ -135,9 +147,9 @@ TEST_CASE("packed → packed conversions round-trip every fixture's codes and sc
             REQUIRE(r.exit_code == 0);
             auto again = views(tmp / target.file);
             for (const auto& [name, t] : original) {
-                CHECK(again.at(name).codes == t.codes);
+                CHECK(view_of(again, name).codes == t.codes);
                 const float want = target.fp16_scale ? io::half_to_float(io::float_to_half(t.scales[0])) : t.scales[0];
-                CHECK(again.at(name).scales == std::vector<float>{want});
+                CHECK(view_of(again, name).scales == std::vector<float>{want});
             }
         }
     }

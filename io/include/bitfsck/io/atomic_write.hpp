@@ -19,6 +19,11 @@ void write_file_atomically(const std::filesystem::path& target, std::string_view
 // temporary file when it throws.
 void replace_atomically(const std::filesystem::path& target, const std::function<void(const std::filesystem::path&)>& write);
 
+// The same for a folder of outputs (a sharded checkpoint): write(tmp_dir) fills a fresh sibling
+// folder, which then takes `target`'s name. `target` must not exist or be an empty folder
+// (FileError before anything is written otherwise); the temporary folder is removed on failure.
+void replace_folder_atomically(const std::filesystem::path& target, const std::function<void(const std::filesystem::path&)>& write);
+
 // Refuses (FileError) when `output` is the same file as any of `inputs`.
 void ensure_not_an_input(const std::filesystem::path& output, const std::vector<std::filesystem::path>& inputs);
 
