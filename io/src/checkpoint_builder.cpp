@@ -184,7 +184,9 @@ void CheckpointBuilder::for_each_storage(const std::function<void(const Value&)>
     std::vector<std::pair<const Value*, int>> stack{{document.root, 0}};
     std::unordered_set<const Value*> seen;
     while (!stack.empty()) {
-        auto [v, depth] = stack.back();
+        // Not a structured binding: clang before 16 cannot capture those in the lambda below.
+        const Value* v = stack.back().first;
+        const int depth = stack.back().second;
         stack.pop_back();
         if (!v || depth > kMaxWalkDepth || !seen.insert(v).second) continue;
         if (v->kind == ValueKind::Storage) visit(*v);
