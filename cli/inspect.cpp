@@ -96,6 +96,7 @@ void inspect_one(const std::string& path, const InspectFlags& flags, nlohmann::o
         std::cout << ", pickle protocol " << c.pickle_protocol();
     std::cout << ", " << human_bytes(c.file().size()) << ")\n\n";
     print_findings(c);
+    for (const auto& w : c.warnings()) std::cout << yellow("warning") << "  " << w << "\n";
     std::cout << io::render_tree(io::object_tree(c, limits)) << "\n";
     print_tensors(c, flags.all_tensors);
 }

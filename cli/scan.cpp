@@ -102,6 +102,7 @@ void run_scan(const ScanCommandFlags& flags, const ScanFlags& scan_flags) {
     unsigned workers = many ? std::min<unsigned>(threads, static_cast<unsigned>(files.size())) : 1;
     std::vector<std::optional<analysis::ScanReport>> reports(files.size());
     std::vector<std::string> errors(files.size());
+    std::vector<std::vector<std::string>> warnings(files.size());  // printed with the report, not from the workers
     ProgressLine progress("scan");
     std::atomic<std::size_t> next{0};
     std::mutex progress_mutex;
@@ -125,6 +126,7 @@ void run_scan(const ScanCommandFlags& flags, const ScanFlags& scan_flags) {
                     if (!many) progress.update(before + done, total_bytes, label);
                 };
                 reports[i] = analysis::scan_checkpoint(c, options);
+                warnings[i] = c.warnings();
             } catch (const Error& e) {
                 errors[i] = e.what();
             }
@@ -154,6 +156,7 @@ void run_scan(const ScanCommandFlags& flags, const ScanFlags& scan_flags) {
             continue;
         }
         const auto& r = *reports[i];
+        for (const auto& w : warnings[i]) print_warning(r.file + ": " + w);
         set_exit_code(exit_code_for(r));
         auto j = analysis::to_json(r);
         if (flags.sidecar) {

@@ -777,7 +777,8 @@ def make_checkpoints():
          {"format": "torch_legacy", "error_contains": "declares 16 float32 element(s) (64 bytes) but the file stores 32 bytes"},
          pickle_module=module_with(numel_scaled(2)), **legacy)
     save("numel_declared_smaller.pt", view,
-         {"format": "torch_zip", "findings": [], "notes_contain": ["32 bytes, 16 more than its 4 float32 element(s) need"]},
+         {"format": "torch_zip", "findings": [], "notes_contain": [],
+          "warnings_contain": ["storage '0': its record", "32 bytes, 16 more than its 4 float32 element(s) need"]},
          pickle_module=module_with(numel_scaled(0.5)))
     save("numel_declared_smaller_than_view.pt", {"v": base[:6]},
          {"format": "torch_zip", "error_contains": "needs 24 bytes but its storage '0' holds 16"},

@@ -140,7 +140,7 @@ public:
                                                                ") but " + held + std::to_string(where.nbytes) +
                                                                " bytes: torch.load would read past them");
             if (numel * elem < where.nbytes) {
-                b_.notes.push_back(name + ": " + held + std::to_string(where.nbytes) + " bytes, " +
+                b_.warnings.push_back(name + ": " + held + std::to_string(where.nbytes) + " bytes, " +
                                    std::to_string(where.nbytes - numel * elem) + " more than its " + declared +
                                    " need; tensors are read within the declared elements, as torch.load does");
                 where.nbytes = numel * elem;
@@ -264,6 +264,7 @@ Checkpoint CheckpointBuilder::finish() {
     c.tensors_ = std::move(tensors);
     c.metadata_ = std::move(metadata);
     c.notes_ = std::move(notes);
+    c.warnings_ = std::move(warnings);
     return c;
 }
 

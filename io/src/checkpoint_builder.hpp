@@ -28,6 +28,7 @@ struct CheckpointBuilder {
     std::vector<TensorEntry> tensors;
     std::vector<std::pair<std::string, std::string>> metadata;
     std::vector<std::string> notes;
+    std::vector<std::string> warnings;
 
     void for_each_storage(const std::function<void(const Value&)>& visit) const;
     // Finds the state dict, names every tensor of the tree, locates and validates its bytes.

@@ -270,6 +270,7 @@ nlohmann::ordered_json inspect_json(const Checkpoint& c, const TreeLimits& limit
         for (const auto& [k, v] : c.metadata()) j["metadata"][k] = v;
     }
     if (!c.notes().empty()) j["notes"] = c.notes();
+    if (!c.warnings().empty()) j["warnings"] = c.warnings();
     j["tree"] = node_json(object_tree(c, limits));
     j["tensors"] = nlohmann::ordered_json::array();
     for (const auto& t : c.tensors()) {

@@ -53,3 +53,14 @@ TEST_CASE("inspect and scan agree on the security findings of every hostile chec
     CHECK(files >= 10);
     CHECK(with_findings >= 5);
 }
+
+TEST_CASE("a storage record longer than its declared elements is a warning in inspect and scan", "[security][cli]") {
+    const std::string file = (test::samples_dir() / "hostile" / "numel_declared_smaller.pt").string();
+    const auto inspect = test::run_command(test::quote(test::cli_path()) + " inspect --json " + test::quote(file));
+    REQUIRE(inspect.exit_code == 0);
+    const json i = json::parse(inspect.out);
+    REQUIRE(i[0].contains("warnings"));
+    CHECK_THAT(i[0].at("warnings")[0].get<std::string>(), Catch::Contains("storage '0'"));
+    const auto scan = test::run_command(test::quote(test::cli_path()) + " scan " + test::quote(file));
+    CHECK_THAT(scan.err, Catch::Contains(file) && Catch::Contains("storage '0': its record") && Catch::Contains("16 more"));
+}

@@ -58,6 +58,9 @@ public:
     // What the readers recognised beyond the plain layout (packed ternary groups, the scale
     // convention of Hugging Face packed weights and how sure that verdict is, GGUF type ids).
     const std::vector<std::string>& notes() const { return notes_; }
+    // What is wrong with the file without stopping it being read, one line each naming what it is
+    // about (a storage record that holds more bytes than its declared elements).
+    const std::vector<std::string>& warnings() const { return warnings_; }
 
     // safetensors' "__metadata__" (string map), GGUF's key/values (as text), empty otherwise.
     const std::vector<std::pair<std::string, std::string>>& metadata() const { return metadata_; }
@@ -76,6 +79,7 @@ private:
     std::vector<TensorEntry> tensors_;
     std::vector<std::pair<std::string, std::string>> metadata_;
     std::vector<std::string> notes_;
+    std::vector<std::string> warnings_;
 };
 
 }  // namespace bitfsck::io
