@@ -24,6 +24,12 @@ struct NpyInfo {
     std::int64_t count = 0;
 };
 
+// Compiled once: building a std::regex costs more than reading a small token file.
+const std::regex descr_re("'descr'\\s*:\\s*'([<>|=])([uif])(\\d+)'");
+const std::regex fortran_re("'fortran_order'\\s*:\\s*True");
+const std::regex shape_re("'shape'\\s*:\\s*\\(([^)]*)\\)");
+const std::regex number_re("\\d+");
+
 NpyInfo parse_npy_header(std::ifstream& in, const std::string& file) {
     char magic[8];
     in.read(magic, 8);
@@ -49,7 +55,7 @@ NpyInfo parse_npy_header(std::ifstream& in, const std::string& file) {
     in.read(header.data(), header_len);
     if (!in) throw ModelError(file + ": truncated .npy header");
     std::smatch m;
-    if (!std::regex_search(header, m, std::regex("'descr'\\s*:\\s*'([<>|=])([uif])(\\d+)'")))
+    if (!std::regex_search(header, m, descr_re))
         throw ModelError(file + ": .npy header has no readable 'descr'");
     NpyInfo info;
     const char kind = m[2].str()[0];
@@ -60,14 +66,13 @@ NpyInfo parse_npy_header(std::ifstream& in, const std::string& file) {
         throw ModelError(file + ": .npy dtype " + m[1].str() + m[2].str() + m[3].str() +
                          " is not little-endian integer token ids");
     info.is_signed = kind == 'i';
-    if (std::regex_search(header, std::regex("'fortran_order'\\s*:\\s*True")))
+    if (std::regex_search(header, fortran_re))
         throw ModelError(file + ": .npy in Fortran order is not supported; save it with np.ascontiguousarray");
-    if (!std::regex_search(header, m, std::regex("'shape'\\s*:\\s*\\(([^)]*)\\)")))
+    if (!std::regex_search(header, m, shape_re))
         throw ModelError(file + ": .npy header has no 'shape'");
     std::int64_t count = 1;
     std::string dims = m[1];
-    std::regex num("\\d+");
-    for (auto it = std::sregex_iterator(dims.begin(), dims.end(), num); it != std::sregex_iterator(); ++it) {
+    for (auto it = std::sregex_iterator(dims.begin(), dims.end(), number_re); it != std::sregex_iterator(); ++it) {
         const std::string digits = it->str();
         std::int64_t dim = 0;
         if (std::from_chars(digits.data(), digits.data() + digits.size(), dim).ec != std::errc() ||
