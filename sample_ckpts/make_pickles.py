@@ -6,6 +6,12 @@ small stand-in modules registered in sys.modules, so pickle writes the same GLOB
 ids and REDUCE/BUILD sequences that torch.save would. Hostile and malformed pickles are written
 as raw opcode streams where the Python pickler cannot produce them.
 
+With torch importable (Debian's python3-torch), it also writes the checkpoints of the security
+classes into sample_ckpts/hostile/ (see make_checkpoints): real torch.save output, with a
+pickle_module that adds what a hostile or broken writer would (bytes after the pickle's STOP, a
+payload in the legacy format's system-info pickle, storage element counts that disagree with the
+records), and hostile/security_classes.json saying what bitfsck must report for each.
+
 expected.json describes what each pickle must decode to. Every expectation is computed here from
 the Python objects (and the pickle's own opcodes, for offsets), never typed by hand, using this
 encoding of the decoded tree:
@@ -27,6 +33,9 @@ import argparse
 import collections
 import copyreg
 import dataclasses
+import datetime
+import io
+import pathlib
 import json
 import math
 import os
@@ -45,6 +54,13 @@ SHELL = f"echo pwned > {PWNED}"
 # Python 3's unpickler maps these Python 2 module names (fix_imports); bitfsck does the same, so
 # expectations name the module torch.load would actually import.
 MODULE_RENAMES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
+
+
+def python3_name(module, name):
+    """module.name as Python 3's unpickler resolves a GLOBAL (its own fix_imports tables)."""
+    import _compat_pickle
+    module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+    return f"{_compat_pickle.IMPORT_MAPPING.get(module, module)}.{name}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,7 +269,7 @@ def enc(obj, protocol, ancestors=()):
         return {"tuple": [e(x) for x in obj]}
     if type(obj) is list:
         return [e(x) for x in obj]
-    if type(obj) in (dict, collections.OrderedDict):
+    if type(obj) in (dict, collections.OrderedDict, collections.defaultdict, collections.Counter):
         out = {"dict": [[e(k), e(v)] for k, v in obj.items()]}
         if isinstance(obj, collections.OrderedDict) and vars(obj):
             out["state"] = e(dict(vars(obj)))
@@ -333,7 +349,7 @@ def global_ops(data):
     for op, arg, pos in pickletools.genops(data):
         if op.name in ("GLOBAL", "INST"):
             module, name = arg.split(" ", 1)
-            found.append((f"{MODULE_RENAMES.get(module, module)}.{name}", pos))
+            found.append((python3_name(module, name), pos))
             strings.append(None)
         elif op.name in ("SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE"):
             strings.append(arg)
@@ -345,7 +361,7 @@ def global_ops(data):
             strings.append(memo.get(arg))
         elif op.name == "STACK_GLOBAL":
             module, name = strings[-2], strings[-1]
-            found.append((f"{MODULE_RENAMES.get(module, module)}.{name}", pos))
+            found.append((python3_name(module, name), pos))
             strings.append(None)
         else:
             strings.append(None)
@@ -381,15 +397,81 @@ def expected_findings(data, wanted):
     return out
 
 
-def hostile_sample(name, data, wanted):
+def hostile_sample(name, data, wanted, misuse=False):
+    """misuse: the findings are about allowed globals used where the allow-list does not accept
+    them (a class as a defaultdict factory, a type pickle never calls called)."""
     write(name, data)
-    samples.append({"file": name, "kind": "hostile", "findings": expected_findings(data, wanted)})
+    sample = {"file": name, "kind": "hostile", "findings": expected_findings(data, wanted)}
+    if misuse:
+        sample["misuse"] = True
+    samples.append(sample)
 
 
 def malformed_sample(name, data, error):
     """A pickle that must be rejected with a FormatError whose message contains `error`."""
     write(name, data)
     samples.append({"file": name, "kind": "malformed", "error": error})
+
+
+def stdlib_sample(name, obj, protocol):
+    """A value sample of standard-library data types, with Python's str() of each dict value that
+    bitfsck renders as text (dates, paths) and the factory of each defaultdict."""
+    value_sample(name, obj, protocol)
+    sample = samples[-1]
+    sample["texts"] = {k: str(v) for k, v in obj.items()
+                       if isinstance(v, (datetime.date, datetime.time, datetime.timedelta, datetime.tzinfo, pathlib.PurePath))}
+    sample["factories"] = {k: (None if v.default_factory is None else
+                               f"{MODULE_RENAMES.get(v.default_factory.__module__, v.default_factory.__module__)}."
+                               f"{v.default_factory.__qualname__}")
+                           for k, v in obj.items() if isinstance(v, collections.defaultdict)}
+    sample["kinds"] = {k: type(v).__qualname__ for k, v in obj.items() if isinstance(v, (collections.defaultdict, collections.Counter))}
+
+
+def stdlib_data():
+    utc = datetime.timezone.utc
+    return {
+        "dd_list": collections.defaultdict(list, {"a": [1]}), "dd_int": collections.defaultdict(int, {"n": 3}),
+        "dd_none": collections.defaultdict(None), "dd_ordered": collections.defaultdict(collections.OrderedDict),
+        "counter": collections.Counter({"x": 2, "y": 1}), "empty_counter": collections.Counter(),
+        "set": {1, 2}, "frozenset": frozenset({"a"}), "types": [int, float, str, bool, list, dict],
+        "datetime": datetime.datetime(2024, 5, 1, 12, 30, 5, 7, tzinfo=utc),
+        "naive": datetime.datetime(1999, 12, 31, 23, 59, 59),
+        "east": datetime.datetime(2020, 2, 29, 1, 2, 3, tzinfo=datetime.timezone(datetime.timedelta(hours=5, minutes=30))),
+        "date": datetime.date(2023, 1, 31), "time": datetime.time(8, 15), "time_tz": datetime.time(23, 0, 1, 5, tzinfo=utc),
+        "delta": datetime.timedelta(days=2, seconds=5, microseconds=6), "neg_delta": datetime.timedelta(seconds=-1),
+        "tz": datetime.timezone(datetime.timedelta(hours=-5), "EST"), "utc": utc,
+        "tz_plus2": datetime.timezone(datetime.timedelta(hours=2)),
+        "path": pathlib.PurePosixPath("runs/exp1/ckpt.pt"), "abs_path": pathlib.PosixPath("/data/x"),
+        "win_path": pathlib.PureWindowsPath("C:/models/a.pt"), "dot": pathlib.PurePosixPath(),
+    }
+
+
+def make_default():
+    return 0
+
+
+class TagSet(set):
+    """A set subclass: a class of the training script, so a finding."""
+
+
+class CallNow:
+    def __reduce__(self):
+        return (datetime.datetime.now, ())  # pickled as getattr(datetime.datetime, 'now')
+
+
+class DateOfCallable:
+    def __reduce__(self):
+        return (datetime.date, (os.getcwd,))  # a callable where data belongs
+
+
+class IntFromText:
+    def __reduce__(self):
+        return (int, ("5",))
+
+
+class Unlink:
+    def __reduce__(self):
+        return (pathlib.Path.unlink, (pathlib.PosixPath(PWNED),))
 
 
 def nested_data():
@@ -539,6 +621,33 @@ def main():
                    b"ccopy_reg\n_reconstructor\n(csubprocess\ncall\nc__builtin__\nobject\nNtR.",
                    {"subprocess.call": ("critical", True)})
 
+    # The standard library's data types (docs/allow-list.md): data, no findings, in every protocol.
+    for p in (0, 2, 4, 5):
+        stdlib_sample(f"stdlib_p{p}.pkl", stdlib_data(), p)
+    # ...and their near misses: each a finding.
+    for p in (2, 4):
+        hostile_sample(f"defaultdict_function_factory_p{p}.pkl",
+                       pickle.dumps(collections.defaultdict(make_default, {"k": 1}), protocol=p),
+                       {"__main__.make_default": ("warning", False)})
+        hostile_sample(f"defaultdict_system_factory_p{p}.pkl",
+                       pickle.dumps(collections.defaultdict(os.system), protocol=p),
+                       {"posix.system": ("critical", False)})
+        hostile_sample(f"defaultdict_allowed_class_factory_p{p}.pkl",
+                       pickle.dumps(collections.defaultdict(argparse.Namespace), protocol=p),
+                       {"argparse.Namespace": ("warning", False)}, misuse=True)
+        hostile_sample(f"userdict_p{p}.pkl", pickle.dumps(collections.UserDict({"a": 1}), protocol=p),
+                       {"collections.UserDict": ("warning", True)})
+        hostile_sample(f"set_subclass_p{p}.pkl", pickle.dumps(TagSet({"a"}), protocol=p),
+                       {"__main__.TagSet": ("warning", True)})
+        hostile_sample(f"datetime_method_called_p{p}.pkl", pickle.dumps({"clock": CallNow()}, protocol=p),
+                       {"builtins.getattr": ("critical", True)})
+        hostile_sample(f"datetime_given_callable_p{p}.pkl", pickle.dumps(DateOfCallable(), protocol=p),
+                       {"posix.getcwd": ("critical", False)})
+        hostile_sample(f"int_called_p{p}.pkl", pickle.dumps(IntFromText(), protocol=p),
+                       {"builtins.int": ("warning", True)}, misuse=True)
+    hostile_sample("path_unlink_p4.pkl", pickle.dumps(Unlink(), protocol=4),
+                   {"pathlib.Path.unlink": ("critical", True)})
+
     # Malformed pickles.
     nested = pickle.dumps(nested_data(), protocol=2)
     malformed_sample("truncated_p2.pkl", nested[: len(nested) // 2], "truncated")
@@ -570,6 +679,115 @@ def main():
         f.write(",\n".join(json.dumps(s, sort_keys=True) for s in samples))
         f.write("\n]}\n")
     print(f"wrote {len(samples)} pickles and expected.json to {OUT}")
+    make_checkpoints()
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints of the security classes, written by torch.save itself into hostile/.
+
+HOSTILE = os.path.join(HERE, "hostile")
+
+
+def make_checkpoints():
+    """torch.save with a pickle_module that does what a hostile or broken writer would. Every byte
+    of the zip or legacy container is torch's own; only what the module's Pickler adds differs."""
+    # The stand-ins above took torch's and numpy's names: the real ones are wanted here.
+    for name in [n for n in sys.modules if n.split(".")[0] in ("torch", "numpy")]:
+        del sys.modules[name]
+    try:
+        import torch
+    except ImportError:
+        print("torch is not importable: hostile/security_classes.json not rewritten", file=sys.stderr)
+        return
+    torch.manual_seed(5)
+    state = collections.OrderedDict(weight=torch.randn(4, 4), bias=torch.zeros(4))
+    base = torch.arange(8, dtype=torch.float32)
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (SHELL,))
+
+    def module_with(pickler_class, dump=pickle.dump):
+        mod = types.ModuleType("hostile_pickle_module")
+        mod.__dict__.update(pickle.__dict__)
+        mod.Pickler, mod.dump = pickler_class, dump
+        return mod
+
+    def appending(extra):
+        """A Pickler that writes a second pickle after the object's STOP, into the same record."""
+        class Appending(pickle.Pickler):
+            def __init__(self, file, protocol=None, **kw):
+                super().__init__(file, protocol, **kw)
+                self.out, self.protocol_used = file, protocol
+
+            def dump(self, obj):
+                super().dump(obj)
+                pickle.dump(extra, self.out, protocol=self.protocol_used)
+        return Appending
+
+    def numel_scaled(factor):
+        """A Pickler whose storage persistent ids declare factor times the elements torch wrote."""
+        class Liar(pickle.Pickler):
+            def __setattr__(self, name, value):
+                if name == "persistent_id":  # torch.save sets its own; wrap it
+                    f = value
+
+                    def value(obj):
+                        pid = f(obj)
+                        return pid if pid is None else pid[:4] + (int(pid[4] * factor),) + pid[5:]
+                super().__setattr__(name, value)
+        return Liar
+
+    def sys_info_payload(obj, f, **kw):
+        """pickle.dump, except that the legacy format's system-info dict carries a payload."""
+        if isinstance(obj, dict) and "little_endian" in obj:
+            obj = dict(obj, extra=Payload())
+        pickle.dump(obj, f, **kw)
+
+    files = collections.OrderedDict()
+
+    def save(name, obj, expect, **kw):
+        path = os.path.join(HOSTILE, name)
+        torch.save(obj, path, **kw)
+        files[name] = expect
+        return path
+
+    legacy = {"_use_new_zipfile_serialization": False}
+    system = {"global": "posix.system", "severity": "critical", "called": True}
+    save("after_stop_payload.pt", {"model_state_dict": state},
+         {"format": "torch_zip", "findings": [dict(system, reason_contains="further pickle")],
+          "notes_contain": ["data.pkl after its STOP", "posix.system"]},
+         pickle_module=module_with(appending(Payload())))
+    save("after_stop_benign.pt", {"model_state_dict": state},
+         {"format": "torch_zip", "findings": [], "notes_contain": ["1 further pickle(s)"]},
+         pickle_module=module_with(appending({"note": "a second pickle"})))
+    save("legacy_sys_info_payload.pt", {"model_state_dict": state},
+         {"format": "torch_legacy", "findings": [dict(system, reason_contains="system info pickle")], "notes_contain": []},
+         pickle_module=module_with(pickle.Pickler, sys_info_payload), **legacy)
+    path = save("legacy_after_storages.pt", {"model_state_dict": state},
+                {"format": "torch_legacy", "findings": [dict(system, reason_contains="further pickle")],
+                 "notes_contain": ["after the last storage", "posix.system"]}, **legacy)
+    with open(path, "ab") as f:
+        pickle.dump(Payload(), f, protocol=2)  # after torch's own bytes, where another loader reads on
+    view = {"v": base[:4]}
+    save("numel_declared_larger.pt", view,
+         {"format": "torch_zip", "error_contains": "declares 16 float32 element(s) (64 bytes) but its record"},
+         pickle_module=module_with(numel_scaled(2)))
+    save("numel_declared_larger_legacy.pt", view,
+         {"format": "torch_legacy", "error_contains": "declares 16 float32 element(s) (64 bytes) but the file stores 32 bytes"},
+         pickle_module=module_with(numel_scaled(2)), **legacy)
+    save("numel_declared_smaller.pt", view,
+         {"format": "torch_zip", "findings": [], "notes_contain": [],
+          "warnings_contain": ["storage '0': its record", "32 bytes, 16 more than its 4 float32 element(s) need"]},
+         pickle_module=module_with(numel_scaled(0.5)))
+    save("numel_declared_smaller_than_view.pt", {"v": base[:6]},
+         {"format": "torch_zip", "error_contains": "needs 24 bytes but its storage '0' holds 16"},
+         pickle_module=module_with(numel_scaled(0.5)))
+    with open(os.path.join(HOSTILE, "security_classes.json"), "w") as f:
+        json.dump({"written_by": "sample_ckpts/make_pickles.py make_checkpoints", "torch": torch.__version__,
+                   "files": files}, f, indent=1)
+        f.write("\n")
+    print(f"wrote {len(files)} checkpoints and security_classes.json to {HOSTILE}")
 
 
 if __name__ == "__main__":

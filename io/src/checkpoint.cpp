@@ -6,10 +6,10 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
-
-#include <nlohmann/json.hpp>
 #include <unordered_map>
 #include <unordered_set>
+
+#include <nlohmann/json.hpp>
 
 #include "bitfsck/io/checkpoint_files.hpp"
 #include "bitfsck/io/error.hpp"
@@ -77,12 +77,20 @@ void open_torch_zip(CheckpointBuilder& b, const OpenOptions& options) {
         if (text != "little") throw FormatError(file.display_name(), "byte order '" + text + "' is not supported (only little-endian)");
     }
     std::string source = file.display_name() + ":" + pkl->name;
+    std::vector<std::byte> inflated;
+    std::span<const std::byte> pickle_bytes;
     if (pkl->method == 0) {
-        b.document = parse_pickle(zip.stored_view(*pkl), with_source(options, source));
+        pickle_bytes = zip.stored_view(*pkl);
     } else {
-        auto bytes = zip.read(*pkl);
-        b.document = parse_pickle(bytes, with_source(options, source));
+        inflated = zip.read(*pkl);
+        pickle_bytes = inflated;
     }
+    const PickleOptions pickle_options = with_source(options, source);
+    b.document = parse_pickle(pickle_bytes, pickle_options);
+    if (auto note = check_bytes_after_stop(b.document, pickle_bytes, b.document.end_offset, pickle_options,
+                                           pkl->name + " after its STOP");
+        !note.empty())
+        b.notes.push_back(std::move(note));
     std::string prefix = zip.top_folder().empty() ? std::string("data/") : zip.top_folder() + "/data/";
     b.resolve_storage = [&zip, prefix, &file](const Value& storage, StorageLocation& where) {
         std::string record = prefix + storage.text;
@@ -102,26 +110,43 @@ void open_torch_legacy(CheckpointBuilder& b, const OpenOptions& options) {
     const std::string name = file.display_name();
     auto whole = file.bytes(0, file.size(), "file");
     std::uint64_t pos = 0;
+    std::vector<std::uint64_t> starts;  // file offset of each pickle
     auto next_pickle = [&](const char* what) {
         if (pos >= whole.size()) throw FormatError(name, std::string("truncated: ") + what + " is missing");
         PickleDocument doc = parse_pickle(whole.subspan(pos), with_source(options, name + ":" + what));
+        starts.push_back(pos);
         pos += doc.end_offset;
         return doc;
     };
+    // torch.load runs each pickle before it checks it: a refusal still names what it would have run.
+    auto refuse = [&](const PickleDocument& doc, const std::string& what) {
+        std::string message = what;
+        for (const auto& f : doc.findings) message += "; its pickle also names " + f.global + ", which torch.load would import";
+        return FormatError(name, message);
+    };
     PickleDocument magic = next_pickle("magic number");
     if (!magic.root || magic.root->kind != ValueKind::BigInt || magic.root->text != kLegacyMagic)
-        throw FormatError(name, "not a PyTorch checkpoint (legacy magic number missing)");
+        throw refuse(magic, "not a PyTorch checkpoint (legacy magic number missing)");
     PickleDocument version = next_pickle("protocol version");
     if (!version.root || version.root->kind != ValueKind::Int || version.root->integer != kLegacyProtocolVersion)
-        throw FormatError(name, "unsupported legacy serialization protocol version");
+        throw refuse(version, "unsupported legacy serialization protocol version");
     PickleDocument sys_info = next_pickle("system info");
     if (const Value* little = sys_info.root ? sys_info.root->get("little_endian") : nullptr;
         little && little->kind == ValueKind::Bool && !little->boolean)
-        throw FormatError(name, "written on a big-endian machine; not supported");
+        throw refuse(sys_info, "written on a big-endian machine; not supported");
     b.document = next_pickle("object");
+    const std::uint64_t object_start = starts.back();
     PickleDocument keys = next_pickle("storage keys");
     if (!keys.root || keys.root->kind != ValueKind::List)
-        throw FormatError(name, "storage key list is not a list");
+        throw refuse(keys, "storage key list is not a list");
+    // The format is a sequence of pickles and torch.load unpickles every one: a global in any of
+    // them is the file's finding.
+    const std::pair<const PickleDocument*, const char*> side_pickles[] = {
+        {&magic, "magic number"}, {&version, "protocol version"}, {&sys_info, "system info"}, {&keys, "storage keys"}};
+    for (std::size_t i = 0; i < 4; ++i)
+        adopt_findings(b.document, *side_pickles[i].first,
+                       std::string("the legacy format's ") + side_pickles[i].second + " pickle at file offset " +
+                           std::to_string(starts[i < 3 ? i : 4]));
 
     // After the key list come the raw storages in that order: an 8-byte element count, then the
     // elements. Their element size comes from the storage type named in the object pickle.
@@ -143,6 +168,13 @@ void open_torch_legacy(CheckpointBuilder& b, const OpenOptions& options) {
         located[key->text] = StorageLocation{"", pos, nbytes};
         pos += nbytes;
     }
+    // Nothing follows the last storage in a file torch.save wrote; a pickle there is what another
+    // loader reading on would run. Offsets are counted from the object pickle, like its findings.
+    if (auto note = check_bytes_after_stop(b.document, whole.subspan(object_start), pos - object_start,
+                                           with_source(options, name + ":after the last storage"),
+                                           "the data after the last storage");
+        !note.empty())
+        b.notes.push_back(std::move(note));
     b.resolve_storage = [located = std::move(located), name](const Value& storage, StorageLocation& where) {
         auto it = located.find(storage.text);
         if (it == located.end()) throw FormatError(name, "storage '" + storage.text + "' is not among the stored keys");

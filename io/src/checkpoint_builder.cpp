@@ -2,6 +2,7 @@
 
 #include <array>
 #include <deque>
+#include <limits>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -110,16 +111,42 @@ public:
         e.storage_key = storage->text;
         e.requires_grad = tensor->requires_grad;
         e.is_parameter = tensor->is_parameter;
-        auto it = locations_.find(storage->text);
-        if (it == locations_.end()) {
-            StorageLocation where;
-            b_.resolve_storage(*storage, where);
-            it = locations_.emplace(storage->text, where).first;
-        }
-        e.record = it->second.record;
-        e.storage_file_offset = it->second.file_offset;
-        e.storage_nbytes = it->second.nbytes;
+        const StorageLocation& where = locate(*storage);
+        e.record = where.record;
+        e.storage_file_offset = where.file_offset;
+        e.storage_nbytes = where.nbytes;
         b_.tensors.push_back(std::move(e));
+    }
+
+    // Where a storage's bytes are, checked once per storage against the element count the pickle
+    // declares for it, whichever tensor views it (or none): torch.load makes a storage of the
+    // declared size over the record, so a shorter record is read past its end and a longer one
+    // holds bytes no tensor can reach.
+    const StorageLocation& locate(const Value& storage) {
+        auto it = locations_.find(storage.text);
+        if (it != locations_.end()) return it->second;
+        StorageLocation where;
+        b_.resolve_storage(storage, where);
+        if (storage.record_numel >= 0) {
+            const std::string name = "storage '" + storage.text + "'";
+            const std::string held = where.record.empty() ? "the file stores " : "its record " + where.record + " holds ";
+            const auto elem = static_cast<std::uint64_t>(dtype_size(storage.dtype));
+            const auto numel = static_cast<std::uint64_t>(storage.record_numel);
+            const std::string declared = std::to_string(numel) + " " + std::string(dtype_name(storage.dtype)) + " element(s)";
+            if (numel > where.nbytes / elem)
+                throw FormatError(b_.file->display_name(), name + " declares " + declared + " (" +
+                                                               (numel > std::numeric_limits<std::uint64_t>::max() / elem ? std::string("too many bytes")
+                                                                                          : std::to_string(numel * elem) + " bytes") +
+                                                               ") but " + held + std::to_string(where.nbytes) +
+                                                               " bytes: torch.load would read past them");
+            if (numel * elem < where.nbytes) {
+                b_.warnings.push_back(name + ": " + held + std::to_string(where.nbytes) + " bytes, " +
+                                   std::to_string(where.nbytes - numel * elem) + " more than its " + declared +
+                                   " need; tensors are read within the declared elements, as torch.load does");
+                where.nbytes = numel * elem;
+            }
+        }
+        return locations_.emplace(storage.text, where).first->second;
     }
 
     void walk_module(const Value* module, const std::string& prefix, int depth) {
@@ -184,7 +211,9 @@ void CheckpointBuilder::for_each_storage(const std::function<void(const Value&)>
     std::vector<std::pair<const Value*, int>> stack{{document.root, 0}};
     std::unordered_set<const Value*> seen;
     while (!stack.empty()) {
-        auto [v, depth] = stack.back();
+        // Not a structured binding: clang before 16 cannot capture those in the lambda below.
+        const Value* v = stack.back().first;
+        const int depth = stack.back().second;
         stack.pop_back();
         if (!v || depth > kMaxWalkDepth || !seen.insert(v).second) continue;
         if (v->kind == ValueKind::Storage) visit(*v);
@@ -211,6 +240,8 @@ void CheckpointBuilder::collect_tensors() {
         collector.mark_visited(sd.container);
     }
     collector.walk(document.root, "", 0);
+    // Storages no tensor views (a bare torch.save(storage)) are checked all the same.
+    for_each_storage([&](const Value& s) { collector.locate(s); });
     validate_and_link();
 }
 

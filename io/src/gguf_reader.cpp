@@ -354,6 +354,21 @@ void read_gguf(CheckpointBuilder& b, const OpenOptions& options) {
         check.check_codes();
         b.tensors.push_back(std::move(e));
     }
+    // Each tensor's bytes end before the next tensor's begin, as ggml lays them out (and its own
+    // loader requires): a size that runs into a neighbour is a size the file does not hold.
+    std::vector<const TensorEntry*> by_offset;
+    for (const auto& t : b.tensors)
+        if (t.stored_nbytes() > 0) by_offset.push_back(&t);
+    auto start_of = [](const TensorEntry* t) { return t->encoding == TensorEncoding::Plain ? t->storage_file_offset : t->packed.offset; };
+    std::sort(by_offset.begin(), by_offset.end(), [&](auto* x, auto* y) { return start_of(x) < start_of(y); });
+    for (std::size_t i = 1; i < by_offset.size(); ++i) {
+        const TensorEntry& prev = *by_offset[i - 1];
+        if (start_of(&prev) + prev.stored_nbytes() > start_of(by_offset[i]))
+            throw FormatError(fname + ": tensor '" + prev.name + "'", "its " + std::to_string(prev.stored_nbytes()) +
+                                                                        " bytes at file offset " + std::to_string(start_of(&prev)) +
+                                                                        " run into tensor '" + by_offset[i]->name + "' at " +
+                                                                        std::to_string(start_of(by_offset[i])));
+    }
     std::string note = "GGUF v" + std::to_string(version) + ", " + std::to_string(n_kv) + " key/values, alignment " +
                        std::to_string(alignment) + (architecture.empty() ? "" : ", architecture '" + architecture + "'");
     if (i2s) note += "; " + std::to_string(i2s) + " tensor(s) of type 36 read as bitnet.cpp I2_S";

@@ -135,7 +135,10 @@ public:
         bool is_state_dict = (path == state_dict_path_ && !state_dict_path_.empty()) || (depth == 0 && root_is_state_dict_);
         switch (v->kind) {
             case ValueKind::Dict:
-                n.type = "dict";
+                // A defaultdict or Counter is a dict that says so; a defaultdict also names its factory.
+                n.type = v->name.empty() ? "dict" : "dict " + v->qualified_name();
+                if (v->args && !v->args->items.empty() && v->args->items[0]->kind == ValueKind::Global)
+                    n.type += "(" + v->args->items[0]->qualified_name() + ")";
                 n.summary = std::to_string(v->entries.size()) + " entries";
                 if (is_state_dict) {
                     n.summary += " (the state dict: see the tensor table)";
@@ -162,6 +165,7 @@ public:
             case ValueKind::Object:
                 n.type = "object " + v->qualified_name();
                 if (is_state_dict) n.summary = "(the model: see the tensor table)";
+                else if (!v->text.empty() && !v->state) n.summary = "'" + clip(printable(v->text), limits_.max_text) + "'";  // a date, a path
                 else {
                     if (v->args && !v->args->items.empty()) add_child(n, v->args, "(args)", join(path, "__args__"), depth);
                     if (v->state) {

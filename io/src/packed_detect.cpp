@@ -23,8 +23,13 @@ bool ends_with(const std::string& s, std::string_view suffix) {
     return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-std::vector<double> read_all(const MappedFile& file, const TensorEntry& e) {
+// A helper tensor's values; `max_values` bounds what a small file may claim (a stride-0 view of one
+// element can have any number of them).
+std::vector<double> read_all(const MappedFile& file, const TensorEntry& e, std::int64_t max_values) {
     TensorData d(file, e);
+    if (d.numel() > max_values)
+        throw FormatError(file.display_name(), "tensor '" + e.name + "' has " + std::to_string(d.numel()) +
+                                                   " values, more than the " + std::to_string(max_values) + " it can need here");
     std::vector<double> v(static_cast<std::size_t>(d.numel()));
     d.read(0, d.numel(), v.data());
     return v;
@@ -124,7 +129,7 @@ void settle_hf_scale_convention(CheckpointBuilder& b, const std::vector<HfCandid
     }
     for (auto& [index, e] : replace) {
         if (e.encoding != TensorEncoding::HFPacked) continue;
-        const auto it = std::find_if(hf.begin(), hf.end(), [&](const HfCandidate& c) { return c.weight == index; });
+        const auto it = std::find_if(hf.begin(), hf.end(), [weight = index](const HfCandidate& c) { return c.weight == weight; });
         // Mixed files without a config: each tensor by its own magnitude (a stored 1.0 reads the same either way).
         e.packed.reciprocal_scale = q ? q->scale_divides() : mixed ? it->magnitude > 1 : magnitude_says_reciprocal;
         e.packed.note = std::string(e.packed.reciprocal_scale ? "weight_scale holds 1/absmean" : "weight_scale holds absmean") +
@@ -194,8 +199,8 @@ void detect_packed_tensors(CheckpointBuilder& b) {
                 const TensorEntry& st = b.tensors[*shape_t];
                 if (dtype_is_floating(st.dtype) || st.shape.size() > 1)
                     throw FormatError(where, "its shape buffer '" + st.name + "' is not a 1-D integer tensor");
-                for (double d : read_all(b.file_of(st), st)) {
-                    if (d < 0 || d != std::floor(d)) throw FormatError(where, "its shape buffer holds " + fmt(d));
+                for (double d : read_all(b.file_of(st), st, 64)) {
+                    if (!(d >= 0 && d < 0x1p62) || d != std::floor(d)) throw FormatError(where, "its shape buffer holds " + fmt(d));
                     e.shape.push_back(static_cast<std::int64_t>(d));
                 }
                 e.packed.parts.push_back(st.name);
@@ -206,10 +211,12 @@ void detect_packed_tensors(CheckpointBuilder& b) {
             }
             const TensorEntry& sc = b.tensors[*scale];
             if (!dtype_is_floating(sc.dtype)) throw FormatError(where, "its scale '" + sc.name + "' is not floating-point");
-            auto values = read_all(b.file_of(sc), sc);
+            // At most one scale per row, and no more rows than four codes per stored byte give.
+            auto values = read_all(b.file_of(sc), sc, 4 * w.numel() + 1);
             const std::int64_t rows = e.shape.empty() ? 1 : e.shape[0];
             std::int64_t numel = 1;
-            for (auto d : e.shape) numel *= d;
+            for (auto d : e.shape)
+                if (__builtin_mul_overflow(numel, d, &numel)) throw FormatError(where, "its shape overflows");
             if (values.size() == 1) e.packed.scale_group = std::max<std::int64_t>(numel, 1);
             else if (static_cast<std::int64_t>(values.size()) == rows && rows > 0) e.packed.scale_group = numel / rows;
             else
@@ -224,8 +231,9 @@ void detect_packed_tensors(CheckpointBuilder& b) {
         } else if (weight_scale && w.shape.size() == 2) {
             const TensorEntry& sc = b.tensors[*weight_scale];
             if (!dtype_is_floating(sc.dtype)) continue;
-            auto values = read_all(b.file_of(sc), sc);
+            auto values = read_all(b.file_of(sc), sc, 4 * w.numel() + 1);
             const std::int64_t R = w.shape[0], in = w.shape[1];
+            if (R > (std::int64_t(1) << 60)) throw FormatError(where, "has an absurd row count " + std::to_string(R));
             e.shape = {4 * R, in};
             if (values.size() == 1) e.packed.scale_group = std::max<std::int64_t>(4 * R * in, 1);
             else if (static_cast<std::int64_t>(values.size()) == 4 * R) e.packed.scale_group = in;

@@ -155,8 +155,8 @@ std::string shown(std::string_view s) {
 
 
 
-void PickleMachine::run(std::span<const std::byte> data) {
-    Reader r{*this, data};
+void PickleMachine::run(std::span<const std::byte> data, std::uint64_t start) {
+    Reader r{*this, data, std::min<std::uint64_t>(start, data.size())};
     const auto& limits = options_.limits;
     for (;;) {
         if (r.left() == 0)
@@ -487,6 +487,87 @@ PickleDocument parse_pickle(std::span<const std::byte> data, const PickleOptions
     detail::PickleMachine machine(doc, options);
     machine.run(data);
     return doc;
+}
+
+namespace {
+
+// At most this many further pickles are read after a STOP; the rest is summarised.
+constexpr std::size_t kMaxPicklesAfterStop = 64;
+
+std::string hex_head(std::span<const std::byte> bytes) {
+    static const char* digits = "0123456789abcdef";
+    std::string out;
+    for (std::size_t i = 0; i < std::min<std::size_t>(bytes.size(), 8); ++i) {
+        const auto b = std::to_integer<unsigned>(bytes[i]);
+        out += (i ? " " : "");
+        out += digits[b >> 4];
+        out += digits[b & 15];
+    }
+    return out;
+}
+
+void add_prefixed(PickleDocument& doc, const SecurityFinding& f, const std::string& prefix) {
+    SecurityFinding copy = f;
+    copy.reason = prefix + f.reason;
+    doc.findings.push_back(std::move(copy));
+}
+
+}  // namespace
+
+std::string check_bytes_after_stop(PickleDocument& doc, std::span<const std::byte> data, std::uint64_t from,
+                                   const PickleOptions& options, std::string_view what) {
+    if (from >= data.size()) return {};
+    const std::uint64_t left = data.size() - from;
+    const std::string head = std::string(what) + ": " + std::to_string(left) + " byte(s) from offset " + std::to_string(from);
+    if (std::all_of(data.begin() + static_cast<std::ptrdiff_t>(from), data.end(), [](std::byte b) { return b == std::byte{0}; }))
+        return head + ": zero padding";
+    std::uint64_t pos = from;
+    std::size_t pickles = 0, values = 0;
+    std::set<std::string> named;
+    std::string stopped;
+    while (pos < data.size() && pickles < kMaxPicklesAfterStop) {
+        // Parsed, never run, like the first pickle; a loader that reads on would run them.
+        PickleDocument next;
+        detail::PickleMachine machine(next, options);
+        const std::string prefix = "in a further pickle at offset " + std::to_string(pos) + " of " + std::string(what) + ": ";
+        bool complete = true;
+        try {
+            machine.run(data, pos);
+        } catch (const FormatError& e) {
+            complete = false;
+            // The globals met before the error are findings all the same: an unpickler runs
+            // opcodes as it reads them, so what precedes a malformed tail still executes.
+            stopped = e.what();
+        }
+        for (const auto& f : next.findings) {
+            add_prefixed(doc, f, prefix);
+            named.insert(f.global);
+        }
+        if (!complete) break;
+        ++pickles;
+        values += next.size();
+        pos = next.end_offset;
+    }
+    std::string out = head + ": ";
+    if (pickles) out += std::to_string(pickles) + " further pickle(s) of " + std::to_string(values) + " value(s)";
+    if (!stopped.empty()) {
+        if (pickles) out += ", then ";
+        const std::string reason = stopped.substr(stopped.find(": ") == std::string::npos ? 0 : stopped.find(": ") + 2);
+        out += (pickles ? std::string("bytes that are ") : std::string("")) + "not a pickle (" + reason + "; starts with " +
+               hex_head(data.subspan(static_cast<std::size_t>(pos))) + ")";
+    } else if (pos < data.size()) {
+        out += ", and " + std::to_string(data.size() - pos) + " more byte(s) not read";
+    }
+    if (!named.empty()) {
+        out += "; they name";
+        for (const auto& g : named) out += " " + g;
+        out += " (see the security findings)";
+    }
+    return out;
+}
+
+void adopt_findings(PickleDocument& doc, const PickleDocument& other, std::string_view where) {
+    for (const auto& f : other.findings) add_prefixed(doc, f, "in " + std::string(where) + ": ");
 }
 
 }  // namespace bitfsck::io

@@ -25,6 +25,7 @@ enum class Meaning : std::uint8_t {
     Reconstructor, NewObj, NewObjEx,
     RebuildTensor, RebuildParameter, RebuildFromType, Parameter, Device, Size,
     NumpyScalar,
+    DefaultDict, Counter, DateTime, Path,  // standard-library data types (pickle_stdlib.cpp)
 };
 
 struct Entry {
@@ -68,6 +69,32 @@ constexpr std::array kAllowed = {
     Entry{"numpy", "ndarray", Meaning::Opaque},
     Entry{"numpy", "dtype", Meaning::Opaque},
     Entry{"argparse", "Namespace", Meaning::Opaque},
+    // Builtin types: referenced as a defaultdict's factory or a config value; never called by pickle.
+    Entry{"builtins", "int", Meaning::ReferenceOnly},
+    Entry{"builtins", "float", Meaning::ReferenceOnly},
+    Entry{"builtins", "str", Meaning::ReferenceOnly},
+    Entry{"builtins", "bool", Meaning::ReferenceOnly},
+    // Standard-library data types that training scripts save (docs/allow-list.md).
+    Entry{"collections", "defaultdict", Meaning::DefaultDict},
+    Entry{"collections", "Counter", Meaning::Counter},
+    Entry{"datetime", "datetime", Meaning::DateTime},
+    Entry{"datetime", "date", Meaning::DateTime},
+    Entry{"datetime", "time", Meaning::DateTime},
+    Entry{"datetime", "timedelta", Meaning::DateTime},
+    Entry{"datetime", "timezone", Meaning::DateTime},
+    Entry{"pathlib", "Path", Meaning::Path},
+    Entry{"pathlib", "PosixPath", Meaning::Path},
+    Entry{"pathlib", "WindowsPath", Meaning::Path},
+    Entry{"pathlib", "PurePath", Meaning::Path},
+    Entry{"pathlib", "PurePosixPath", Meaning::Path},
+    Entry{"pathlib", "PureWindowsPath", Meaning::Path},
+    // Python 3.13 moved the classes to pathlib._local (their __module__, which pickle writes).
+    Entry{"pathlib._local", "Path", Meaning::Path},
+    Entry{"pathlib._local", "PosixPath", Meaning::Path},
+    Entry{"pathlib._local", "WindowsPath", Meaning::Path},
+    Entry{"pathlib._local", "PurePath", Meaning::Path},
+    Entry{"pathlib._local", "PurePosixPath", Meaning::Path},
+    Entry{"pathlib._local", "PureWindowsPath", Meaning::Path},
 };
 
 Meaning meaning_of(std::string_view module, std::string_view name) {
@@ -112,6 +139,8 @@ bool trivial_state(const Value* s) {
     return false;
 }
 
+}  // namespace
+
 Value* opaque(PickleMachine& m, const Value* callee, Value* args, std::uint64_t at) {
     Value* obj = m.make(ValueKind::Object, at);
     obj->module = callee->module;
@@ -120,6 +149,8 @@ Value* opaque(PickleMachine& m, const Value* callee, Value* args, std::uint64_t 
     m.nest(obj, args);
     return obj;
 }
+
+namespace {
 
 // The items of an iterable argument (list(x), set(x), torch.Size(x)...): lists, tuples, sets, dict keys.
 std::vector<Value*> items_of(PickleMachine& m, const Value* v, const std::string& what, std::uint64_t at) {
@@ -339,10 +370,27 @@ Value* numpy_scalar(PickleMachine& m, const std::vector<Value*>& a, std::uint64_
 
 }  // namespace
 
-std::string_view canonical_module(std::string_view module) {
-    if (module == "__builtin__") return "builtins";
-    if (module == "copy_reg") return "copyreg";
-    return module;
+std::pair<std::string, std::string> canonical_global(std::string_view module, std::string_view name) {
+    // CPython's Lib/_compat_pickle.py: the NAME_MAPPING entries of __builtin__ first (protocol 2
+    // writes int as __builtin__.long), then the IMPORT_MAPPING entries whose modules run code or
+    // hold classes the allow-list knows (the GUI and network modules keep their Python 2 names:
+    // they are findings either way).
+    static constexpr std::array<std::array<std::string_view, 3>, 7> builtin_names = {{
+        {"long", "builtins", "int"}, {"unicode", "builtins", "str"}, {"basestring", "builtins", "str"},
+        {"xrange", "builtins", "range"}, {"unichr", "builtins", "chr"}, {"reduce", "functools", "reduce"},
+        {"intern", "sys", "intern"},
+    }};
+    if (module == "__builtin__")
+        for (const auto& [from, to_module, to_name] : builtin_names)
+            if (name == from) return {std::string(to_module), std::string(to_name)};
+    static constexpr std::array<std::array<std::string_view, 2>, 9> modules = {{
+        {"__builtin__", "builtins"}, {"copy_reg", "copyreg"}, {"commands", "subprocess"}, {"cPickle", "pickle"},
+        {"UserDict", "collections"}, {"UserList", "collections"}, {"UserString", "collections"}, {"thread", "_thread"},
+        {"exceptions", "builtins"},
+    }};
+    for (const auto& [from, to] : modules)
+        if (module == from) return {std::string(to), module == "UserDict" && name == "IterableUserDict" ? "UserDict" : std::string(name)};
+    return {std::string(module), std::string(name)};
 }
 
 std::pair<Severity, std::string> classify_global(std::string_view module, std::string_view name) {
@@ -366,6 +414,8 @@ std::pair<Severity, std::string> classify_global(std::string_view module, std::s
         return {S::Critical, "unpickle nested data, which can run code"};
     if (in_module(module, "code")) return {S::Critical, "run arbitrary Python code"};
     if (in_module(module, "webbrowser")) return {S::Critical, "open a web browser"};
+    // The path classes are data (allowed); their methods (Path.unlink, Path.write_text, ...) act on files.
+    if (in_module(module, "pathlib")) return {S::Critical, "read, write or delete files"};
     if (module == "builtins") {
         if (name == "eval" || name == "exec" || name == "compile" || name == "execfile" || name == "apply")
             return {S::Critical, "run arbitrary Python code"};
@@ -506,6 +556,10 @@ Value* call(PickleMachine& m, Value* callee, Value* args, std::uint64_t at, Call
         case Meaning::NumpyScalar:
             if (Value* v = numpy_scalar(m, a, at)) return v;
             return opaque(m, callee, args, at);
+        case Meaning::DefaultDict: return make_defaultdict(m, callee, args, at, is_new);
+        case Meaning::Counter: return make_counter(m, callee, args, at, is_new);
+        case Meaning::DateTime: return make_datetime(m, callee, args, at);
+        case Meaning::Path: return make_path(m, callee, args, at);
     }
     return opaque(m, callee, args, at);
 }
@@ -564,6 +618,7 @@ Value* persistent_load(PickleMachine& m, Value* pid, std::uint64_t at) {
         s->location = it[3]->text;
         s->integer = int_arg(m, it[4], where + ": the element count", at);
         if (s->integer < 0) m.fail(where + ": negative element count");
+        s->record_numel = s->integer;
         if (it.size() > 5 && it[5]->kind != ValueKind::None) {
             // Legacy format views: (view key, offset, size) in elements of the root storage.
             const Value* view = it[5];
@@ -572,6 +627,9 @@ Value* persistent_load(PickleMachine& m, Value* pid, std::uint64_t at) {
             s->storage_offset = int_arg(m, view->items[1], where + ": the view offset", at);
             s->integer = int_arg(m, view->items[2], where + ": the view size", at);
             if (s->storage_offset < 0 || s->integer < 0) m.fail(where + ": negative view offset or size");
+            if (s->storage_offset > s->record_numel || s->integer > s->record_numel - s->storage_offset)
+                m.fail(where + ": the view of " + std::to_string(s->integer) + " elements at " +
+                       std::to_string(s->storage_offset) + " runs past its root storage of " + std::to_string(s->record_numel));
         }
         m.add_bytes(s->text.size() + s->location.size());
         return s;
@@ -587,7 +645,8 @@ Value* persistent_load(PickleMachine& m, Value* pid, std::uint64_t at) {
 }  // namespace detail
 
 bool is_allowed_global(std::string_view module, std::string_view name) {
-    return detail::meaning_of(detail::canonical_module(module), name) != detail::Meaning::None;
+    const auto [m, n] = detail::canonical_global(module, name);
+    return detail::meaning_of(m, n) != detail::Meaning::None;
 }
 
 }  // namespace bitfsck::io

@@ -4,6 +4,7 @@
 #include <bit>
 #include <cmath>
 #include <optional>
+#include <tuple>
 
 #include "bitfsck/io/error.hpp"
 #include "pickle_machine.hpp"
@@ -77,7 +78,7 @@ void PickleMachine::dict_set(Value* dict, Value* key, Value* value) {
 }
 
 Value* PickleMachine::make_global(std::string module, std::string name, std::uint64_t offset) {
-    module = std::string(canonical_module(module));
+    std::tie(module, name) = canonical_global(module, name);
     add_bytes(module.size() + name.size());
     Value* g = make(ValueKind::Global, offset);
     g->module = std::move(module);

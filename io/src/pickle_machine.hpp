@@ -23,8 +23,9 @@ class PickleMachine {
 public:
     PickleMachine(PickleDocument& doc, const PickleOptions& options) : doc_(doc), options_(options) {}
 
-    // Runs from data[0] to the STOP opcode; fills doc.root, doc.protocol, doc.end_offset.
-    void run(std::span<const std::byte> data);
+    // Runs from data[start] to the STOP opcode; fills doc.root, doc.protocol, doc.end_offset.
+    // Offsets (in findings, errors and values) are positions in data.
+    void run(std::span<const std::byte> data, std::uint64_t start = 0);
 
     // --- for pickle_globals.cpp ---------------------------------------------------------
     Value* make(ValueKind kind, std::uint64_t offset);
@@ -104,9 +105,20 @@ void build(PickleMachine& m, Value* inst, Value* state, std::uint64_t offset);
 // BINPERSID / PERSID: torch's storage records, anything else as an opaque object.
 Value* persistent_load(PickleMachine& m, Value* pid, std::uint64_t offset);
 
+// An Object of callee's class with these arguments: what every class outside the meanings becomes.
+Value* opaque(PickleMachine& m, const Value* callee, Value* args, std::uint64_t at);
+
+// --- pickle_stdlib.cpp ----------------------------------------------------------------------
+
+// The standard library's data types (docs/allow-list.md). is_new: NEWOBJ's cls.__new__(cls, *args).
+Value* make_defaultdict(PickleMachine& m, const Value* callee, Value* args, std::uint64_t at, bool is_new);
+Value* make_counter(PickleMachine& m, const Value* callee, Value* args, std::uint64_t at, bool is_new);
+Value* make_datetime(PickleMachine& m, const Value* callee, Value* args, std::uint64_t at);  // date, time, datetime, timedelta, timezone
+Value* make_path(PickleMachine& m, const Value* callee, Value* args, std::uint64_t at);      // pathlib's path classes
+
 // Severity of a non-allowed global and what importing/calling it would do ("run a shell command").
 std::pair<Severity, std::string> classify_global(std::string_view module, std::string_view name);
-// Python 2 module names that Python 3's unpickler maps (fix_imports): __builtin__, copy_reg.
-std::string_view canonical_module(std::string_view module);
+// Python 2 names that Python 3's unpickler maps (fix_imports): __builtin__.long, copy_reg, commands, ...
+std::pair<std::string, std::string> canonical_global(std::string_view module, std::string_view name);
 
 }  // namespace bitfsck::io::detail

@@ -1,5 +1,6 @@
 #include "bitfsck/model/tokens.hpp"
 
+#include <charconv>
 #include <cstring>
 #include <fstream>
 #include <regex>
@@ -23,6 +24,12 @@ struct NpyInfo {
     std::int64_t count = 0;
 };
 
+// Compiled once: building a std::regex costs more than reading a small token file.
+const std::regex descr_re("'descr'\\s*:\\s*'([<>|=])([uif])(\\d+)'");
+const std::regex fortran_re("'fortran_order'\\s*:\\s*True");
+const std::regex shape_re("'shape'\\s*:\\s*\\(([^)]*)\\)");
+const std::regex number_re("\\d+");
+
 NpyInfo parse_npy_header(std::ifstream& in, const std::string& file) {
     char magic[8];
     in.read(magic, 8);
@@ -42,29 +49,36 @@ NpyInfo parse_npy_header(std::ifstream& in, const std::string& file) {
     } else {
         throw ModelError(file + ": unsupported .npy version " + std::to_string(major));
     }
-    if (header_len > (1u << 20)) throw ModelError(file + ": .npy header too long");
+    // numpy itself refuses headers over 10000 bytes unless told otherwise (max_header_size).
+    if (header_len > (1u << 16)) throw ModelError(file + ": .npy header of " + std::to_string(header_len) + " bytes is too long");
     std::string header(header_len, '\0');
     in.read(header.data(), header_len);
     if (!in) throw ModelError(file + ": truncated .npy header");
     std::smatch m;
-    if (!std::regex_search(header, m, std::regex("'descr'\\s*:\\s*'([<>|=])([uif])(\\d+)'")))
+    if (!std::regex_search(header, m, descr_re))
         throw ModelError(file + ": .npy header has no readable 'descr'");
     NpyInfo info;
     const char kind = m[2].str()[0];
-    info.item = std::stoul(m[3].str());
+    info.item = 0;
+    const std::string item = m[3].str();
+    if (std::from_chars(item.data(), item.data() + item.size(), info.item).ec != std::errc()) info.item = 0;
     if (kind == 'f' || (m[1] == ">" && info.item > 1) || (info.item != 1 && info.item != 2 && info.item != 4 && info.item != 8))
         throw ModelError(file + ": .npy dtype " + m[1].str() + m[2].str() + m[3].str() +
                          " is not little-endian integer token ids");
     info.is_signed = kind == 'i';
-    if (std::regex_search(header, std::regex("'fortran_order'\\s*:\\s*True")))
+    if (std::regex_search(header, fortran_re))
         throw ModelError(file + ": .npy in Fortran order is not supported; save it with np.ascontiguousarray");
-    if (!std::regex_search(header, m, std::regex("'shape'\\s*:\\s*\\(([^)]*)\\)")))
+    if (!std::regex_search(header, m, shape_re))
         throw ModelError(file + ": .npy header has no 'shape'");
     std::int64_t count = 1;
     std::string dims = m[1];
-    std::regex num("\\d+");
-    for (auto it = std::sregex_iterator(dims.begin(), dims.end(), num); it != std::sregex_iterator(); ++it)
-        count *= std::stoll(it->str());
+    for (auto it = std::sregex_iterator(dims.begin(), dims.end(), number_re); it != std::sregex_iterator(); ++it) {
+        const std::string digits = it->str();
+        std::int64_t dim = 0;
+        if (std::from_chars(digits.data(), digits.data() + digits.size(), dim).ec != std::errc() ||
+            __builtin_mul_overflow(count, dim, &count))
+            throw ModelError(file + ": .npy shape (" + dims + ") is too large");
+    }
     info.count = count;
     info.data_offset = prefix + header_len;
     return info;
@@ -95,6 +109,12 @@ std::vector<std::int64_t> read_token_file(const std::filesystem::path& path, Tok
         count = static_cast<std::int64_t>(size / item);
     }
     const std::int64_t n = std::min(count, max_tokens);
+    // What the header declares must be in the file before anything is allocated for it.
+    const auto data_start = static_cast<std::uint64_t>(in.tellg());
+    const auto size = std::filesystem::file_size(path);
+    if (n < 0 || data_start > size || static_cast<std::uint64_t>(n) > (size - data_start) / item)
+        throw ModelError(file + ": truncated token data (" + std::to_string(n) + " ids of " + std::to_string(item) +
+                         " bytes declared, " + std::to_string(data_start > size ? 0 : size - data_start) + " bytes present)");
     std::vector<unsigned char> raw(static_cast<std::size_t>(n) * item);
     in.read(reinterpret_cast<char*>(raw.data()), static_cast<std::streamsize>(raw.size()));
     if (in.gcount() != static_cast<std::streamsize>(raw.size())) throw ModelError(file + ": truncated token data");

@@ -90,8 +90,9 @@ public:
     // What the readers recognised beyond the plain layout (packed ternary groups, the scale
     // convention of Hugging Face packed weights and where it came from, GGUF type ids, shards).
     const std::vector<std::string>& notes() const { return notes_; }
-    // What looks wrong but did not stop the reading (a config.json that disagrees with the
-    // weights, an assumed layout the data contradicts): every report shows these.
+    // What is wrong or doubtful without stopping the reading, one line each naming what it is about
+    // (a storage record holding more bytes than its declared elements, a config.json that
+    // disagrees with the weights, a guessed scale convention): every report shows these.
     const std::vector<std::string>& warnings() const { return warnings_; }
 
     // safetensors' "__metadata__" (string map), GGUF's key/values (as text), empty otherwise.

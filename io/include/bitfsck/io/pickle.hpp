@@ -32,6 +32,7 @@ struct Value {
 
     bool boolean = false;
     std::int64_t integer = 0;   // Int; Storage: element count (-1 when unknown)
+    std::int64_t record_numel = -1;  // Storage: elements declared for its record (a legacy view's root)
     double real = 0.0;          // Float
     std::string text;           // String, Bytes (raw), BigInt (decimal), Storage: key
 
@@ -113,6 +114,21 @@ private:
 // Parses one pickle starting at data[0] and ending at its STOP opcode. Throws FormatError
 // (naming options.source_name) for malformed or truncated input or exceeded limits.
 PickleDocument parse_pickle(std::span<const std::byte> data, const PickleOptions& options = {});
+
+// The bytes after a pickle's STOP where the format needs none (the rest of a zip's data.pkl record,
+// or of a legacy file after its last storage). torch.load stops at STOP, but a loader that reads on
+// (pickle.load in a loop, another tool) would run them as further pickles: they are parsed here,
+// never run, and every global they name becomes a finding in `doc`. `data` starts where doc's
+// pickle starts and `from` is the first unread byte, so offsets stay positions in the same data.
+// `what` names the place ("ckpt.pt:archive/data.pkl after its STOP"). Returns one line saying what
+// the bytes are (for the checkpoint's notes), or "" when there are none.
+std::string check_bytes_after_stop(PickleDocument& doc, std::span<const std::byte> data, std::uint64_t from,
+                                   const PickleOptions& options, std::string_view what);
+
+// Adds another pickle's findings to doc, each reason starting with where that pickle is ("the
+// legacy format's system-info pickle at file offset 120"): torch.load unpickles all of a legacy
+// file's pickles, so a global in any of them is the file's finding.
+void adopt_findings(PickleDocument& doc, const PickleDocument& other, std::string_view where);
 
 // Whether module.name is on the allow-list (what PyTorch itself writes in a checkpoint).
 bool is_allowed_global(std::string_view module, std::string_view name);
