@@ -22,7 +22,7 @@ void replace_atomically(const std::filesystem::path& target, const std::function
         write(tmp);
         std::error_code ec;
         std::filesystem::rename(tmp, target, ec);
-        if (ec) throw FileError(target.string() + ": cannot rename the finished output into place: " + ec.message());
+        if (ec) throw OutputError(target.string(), "cannot rename the finished output into place: " + ec.message());
     } catch (...) {
         std::error_code ignored;
         std::filesystem::remove(tmp, ignored);
@@ -34,19 +34,19 @@ void replace_folder_atomically(const std::filesystem::path& target, const std::f
     namespace fs = std::filesystem;
     std::error_code ec;
     if (fs::exists(target, ec)) {
-        if (!fs::is_directory(target, ec)) throw FileError(target.string() + ": exists and is not a folder");
-        if (!fs::is_empty(target, ec)) throw FileError(target.string() + ": exists and is not empty; name a new folder");
+        if (!fs::is_directory(target, ec)) throw OutputError(target.string(), "exists and is not a folder");
+        if (!fs::is_empty(target, ec)) throw OutputError(target.string(), "exists and is not empty; name a new folder");
     }
     fs::path name = target;
     if (name.filename().empty()) name = name.parent_path();  // "out/"
     const fs::path tmp = temporary_sibling(name);
     try {
         fs::create_directories(tmp, ec);
-        if (ec) throw FileError(tmp.string() + ": cannot create: " + ec.message());
+        if (ec) throw OutputError(tmp.string(), "cannot create: " + ec.message());
         write(tmp);
         if (fs::exists(name, ec)) fs::remove(name, ec);  // the empty folder checked above
         fs::rename(tmp, name, ec);
-        if (ec) throw FileError(name.string() + ": cannot rename the finished output into place: " + ec.message());
+        if (ec) throw OutputError(name.string(), "cannot rename the finished output into place: " + ec.message());
     } catch (...) {
         std::error_code ignored;
         fs::remove_all(tmp, ignored);
@@ -57,7 +57,7 @@ void replace_folder_atomically(const std::filesystem::path& target, const std::f
 void write_file_atomically(const std::filesystem::path& target, std::string_view bytes) {
     replace_atomically(target, [&](const std::filesystem::path& tmp) {
         int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-        if (fd < 0) throw FileError(target.string() + ": cannot create: " + std::strerror(errno));
+        if (fd < 0) throw OutputError(target.string(), std::string("cannot create: ") + std::strerror(errno));
         std::size_t done = 0;
         while (done < bytes.size()) {
             ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
@@ -65,11 +65,11 @@ void write_file_atomically(const std::filesystem::path& target, std::string_view
             if (n <= 0) {
                 int err = errno;
                 ::close(fd);
-                throw FileError(target.string() + ": cannot write: " + std::strerror(err));
+                throw OutputError(target.string(), std::string("cannot write: ") + std::strerror(err));
             }
             done += static_cast<std::size_t>(n);
         }
-        if (::fsync(fd) != 0 || ::close(fd) != 0) throw FileError(target.string() + ": cannot write: " + std::strerror(errno));
+        if (::fsync(fd) != 0 || ::close(fd) != 0) throw OutputError(target.string(), std::string("cannot write: ") + std::strerror(errno));
     });
 }
 
@@ -77,7 +77,7 @@ void ensure_not_an_input(const std::filesystem::path& output, const std::vector<
     std::error_code ec;
     for (const auto& in : inputs)
         if (std::filesystem::exists(output, ec) && std::filesystem::equivalent(output, in, ec))
-            throw FileError(output.string() + ": refusing to overwrite an input checkpoint");
+            throw OutputError(output.string(), "refusing to overwrite an input checkpoint");
 }
 
 }  // namespace bitfsck::io

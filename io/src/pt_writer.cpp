@@ -48,7 +48,7 @@ public:
     ZipStreamWriter(const std::filesystem::path& tmp, std::string display, std::uint64_t zip64_threshold)
         : display_(std::move(display)), threshold_(zip64_threshold) {
         fd_ = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-        if (fd_ < 0) throw FileError(display_ + ": cannot create: " + std::strerror(errno));
+        if (fd_ < 0) throw OutputError(display_, std::string("cannot create: ") + std::strerror(errno));
     }
     ~ZipStreamWriter() {
         if (fd_ >= 0) ::close(fd_);
@@ -171,7 +171,7 @@ private:
         std::uint64_t csize = 0, size = 0, header_offset = 0;
     };
 
-    [[noreturn]] void fail(const char* what) const { throw FileError(display_ + ": " + what + ": " + std::strerror(errno)); }
+    [[noreturn]] void fail(const char* what) const { throw OutputError(display_, std::string(what) + ": " + std::strerror(errno)); }
 
     // Writes the local header (CRC 0 for now) and its padding; the data goes next.
     Entry begin(const std::string& name, std::uint16_t method, std::uint64_t csize, std::uint64_t size) {

@@ -46,7 +46,7 @@ public:
     }
 
 private:
-    [[noreturn]] void fail(const char* what) const { throw FileError(display_ + ": " + what + ": " + std::strerror(errno)); }
+    [[noreturn]] void fail(const char* what) const { throw OutputError(display_, std::string(what) + ": " + std::strerror(errno)); }
     int fd_ = -1;
     std::string display_;
 };

@@ -33,7 +33,7 @@ void copy_companions(const Checkpoint& source, const fs::path& to) {
         for (const auto& s : source.shards()) weights = weights || fs::equivalent(p, s.path, ec);
         if (weights) continue;
         fs::copy_file(p, to / p.filename(), fs::copy_options::overwrite_existing, ec);
-        if (ec) throw FileError((to / p.filename()).string() + ": cannot copy " + p.string() + ": " + ec.message());
+        if (ec) throw OutputError((to / p.filename()).string(), "cannot copy " + p.string() + ": " + ec.message());
     }
 }
 
@@ -59,7 +59,7 @@ void ensure_folder_output(const fs::path& output) {
     const std::string ext = p.extension().string();
     for (const char* e : {".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".gguf", ".bit2"})
         if (ext == e)
-            throw FileError(output.string() + ": a sharded checkpoint is written as a folder of shards with its index; name a folder");
+            throw Error(output.string() + ": a sharded checkpoint is written as a folder of shards with its index; name a folder", ErrorKind::Usage, output.string());
 }
 
 RewriteReport rewrite_checkpoint(const Checkpoint& source, const fs::path& output, const std::map<std::string, ReplacementTensor>& replacements,
@@ -87,7 +87,7 @@ RewriteReport rewrite_checkpoint(const Checkpoint& source, const fs::path& outpu
             if (mine.empty() && !options.drop_optimizer_state) {
                 std::error_code ec;
                 fs::copy_file(shard_path, target, ec);
-                if (ec) throw FileError(target.string() + ": cannot copy " + shard_path.string() + ": " + ec.message());
+                if (ec) throw OutputError(target.string(), "cannot copy " + shard_path.string() + ": " + ec.message());
                 continue;
             }
             // Each shard is a checkpoint of its own; rewritten the way a single file would be.
@@ -105,7 +105,7 @@ RewriteReport rewrite_checkpoint(const Checkpoint& source, const fs::path& outpu
         if (source.index_path()) {
             std::error_code ec;
             fs::copy_file(*source.index_path(), tmp / source.index_path()->filename(), ec);
-            if (ec) throw FileError((tmp / source.index_path()->filename()).string() + ": cannot copy the index: " + ec.message());
+            if (ec) throw OutputError((tmp / source.index_path()->filename()).string(), "cannot copy the index: " + ec.message());
         }
         copy_companions(source, tmp);
     });

@@ -597,7 +597,7 @@ FinetuneResult run_finetune(FinetuneOptions o) {
         // The metrics file is appended line by line (a live view for `tail -f` and the app); a resume
         // rewrites it up to the save first.
         metrics.open(result.metrics, std::ios::trunc);
-        if (!metrics) throw io::FileError(result.metrics.string() + ": cannot write");
+        if (!metrics) throw io::OutputError(result.metrics.string(), "cannot write");
         for (const auto& l : kept_metrics) metrics << l << "\n";
         metrics.flush();
     }

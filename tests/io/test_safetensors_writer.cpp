@@ -92,7 +92,7 @@ TEST_CASE("write_safetensors refuses bad input and never replaces an input", "[s
     CHECK_FALSE(fs::exists(p));
     io::write_safetensors(p, {f});
     const std::string before = test::read_text(p);
-    CHECK_THROWS_AS(io::write_safetensors(p, {test::output_tensor("b", io::DType::F32, {1}, test::to_bytes(std::vector<float>{3}))}, {}, {p}), io::FileError);
+    CHECK_THROWS_AS(io::write_safetensors(p, {test::output_tensor("b", io::DType::F32, {1}, test::to_bytes(std::vector<float>{3}))}, {}, {p}), io::OutputError);
     CHECK(test::read_text(p) == before);
     CHECK(std::distance(fs::directory_iterator(dir.path()), fs::directory_iterator{}) == 1);
 }

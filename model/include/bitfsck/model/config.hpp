@@ -19,7 +19,7 @@ namespace bitfsck::model {
 // config, a config value out of range. The message names the file and the tensor or key.
 class ModelError : public Error {
 public:
-    using Error::Error;
+    explicit ModelError(const std::string& message) : Error(message, ErrorKind::Model) {}
 };
 
 enum class Layout : std::uint8_t {
