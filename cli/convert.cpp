@@ -19,8 +19,8 @@ namespace {
 namespace fs = std::filesystem;
 
 struct ConvertFlags {
-    std::string input, output, to, arch;
-    bool pack = false, unpack = false, quantize = false;
+    std::string input, output, output_option, to, arch;
+    bool pack = false, unpack = false, quantize = false, json = false;
     std::string i2s_layout = "act-parallel";
 };
 
@@ -74,16 +74,29 @@ void print_report(const io::ConvertReport& r) {
     std::cout << "\n";
 }
 
-void run_convert(const ConvertFlags& f) {
+void run_convert(ConvertFlags f) {
     if (f.pack && f.unpack) throw CLI::ValidationError("--pack", "--pack and --unpack exclude each other");
+    // -o OUT as every command names its output; `convert IN OUT` as well.
+    if (!f.output_option.empty() && !f.output.empty() && f.output_option != f.output)
+        throw CLI::ValidationError("-o", "two outputs named: " + f.output + " and " + f.output_option);
+    if (f.output.empty()) f.output = f.output_option;
+    if (f.output.empty()) throw CLI::ValidationError("-o", "name the output: bitfsck convert IN -o OUT");
     io::ConvertOptions options;
     options.target = pick_target(f);
     options.unpack = f.unpack;
     options.quantize = f.quantize;
     options.gguf_architecture = f.arch;
     const io::Checkpoint c = io::Checkpoint::open(f.input, open_options(f.i2s_layout));
+    ProgressLine progress("convert");
+    options.progress = progress.callback();
     const io::ConvertReport report = io::convert_checkpoint(c, f.output, options);
-    for (const auto& n : report.notes) std::cerr << "note: " << n << "\n";
+    progress.finish();
+    if (f.json) {
+        std::cout << io::to_json(report).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+        return;
+    }
+    if (!quiet())
+        for (const auto& n : report.notes) std::cerr << "note: " << n << "\n";
     print_report(report);
     if (report.stored_unpacked) print_warning(std::to_string(report.stored_unpacked) + " ternary tensor(s) stored as floats (see above)");
 }
@@ -94,10 +107,10 @@ void add_convert_subcommand(CLI::App& app) {
     auto flags = std::make_shared<ConvertFlags>();
     auto* sub = app.add_subcommand("convert", "Convert between .pt, safetensors, packed ternary layouts, GGUF and .bit2");
     sub->add_option("input", flags->input, "Checkpoint to read (any format bitfsck reads; a sharded index.json or its folder)")
-        ->required()
-        ->check(CLI::ExistingPath);
-    sub->add_option("output", flags->output, "File to write (never the input); a folder for a sharded input written as pt or safetensors")
         ->required();
+    sub->add_option("output", flags->output, "File to write (never the input); a folder for a sharded input written as pt or safetensors");
+    sub->add_option("-o,--output", flags->output_option, "The same as OUT: the file (or folder) to write");
+    sub->add_flag("--json", flags->json, "Print the conversion report as JSON");
     sub->add_option("--to", flags->to, "Output format: pt, safetensors, i2s-pt, hf-packed, gguf-tq2_0, gguf-tq1_0, bit2 (default: from the extension)");
     sub->add_flag("--pack", flags->pack, "Pack ternary weights (.pt → i2s layout, .safetensors → Hugging Face layout)");
     sub->add_flag("--unpack", flags->unpack, "Store every tensor as floats (code × scale), even in .gguf / .bit2");
@@ -105,7 +118,7 @@ void add_convert_subcommand(CLI::App& app) {
     sub->add_option("--arch", flags->arch, "GGUF general.architecture (default: bitnet when the model has BitNet's sub-norms, else llama)");
     add_i2s_layout_flag(*sub, flags->i2s_layout);
     sub->footer(
-        "Examples:\n  bitfsck convert model.pt model.gguf --quantize\n  bitfsck convert packed.pt plain.safetensors\n"
+        "Examples:\n  bitfsck convert model.pt -o model.gguf --quantize\n  bitfsck convert packed.pt plain.safetensors\n"
         "  bitfsck convert model.safetensors model.bit2\n  bitfsck convert release/ converted/ --to safetensors   # sharded in, sharded out\n"
         "GGUF outputs use llama.cpp's tensor names (blk.N.attn_q, token_embd, ...) and keep embeddings and the output head in\n"
         "F16 and norms in F32, as llama.cpp's converters do.\n"

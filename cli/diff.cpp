@@ -21,6 +21,7 @@ namespace {
 struct DiffFlags {
     std::string a, b;
     std::string i2s_layout = "act-parallel";
+    SelectionFlags selection;
     bool json = false;
     std::string quantizer = "bitnet";
     unsigned threads = 0;
@@ -116,17 +117,16 @@ void run_diff(const DiffFlags& flags) {
     auto b = open_or_report(flags.b, flags.i2s_layout);
     if (!a || !b) return;
     ProgressLine progress("diff");
-    analysis::CheckpointDiff d;
-    try {
-        d = analysis::diff_checkpoints(*a, *b, *q, flags.threads,
-                                       [&](std::uint64_t done, std::uint64_t total, const std::string& label) { progress.update(done, total, label); });
-    } catch (const Error& e) {
-        progress.finish();
-        print_error(e.what());
-        set_exit_code(kUnreadable);
-        return;
-    }
+    const analysis::CheckpointDiff d =
+        analysis::diff_checkpoints(*a, *b, *q, flags.threads, progress.callback(), make_selection(flags.selection));
     progress.finish();
+    // Nothing in common (another model, or names bitfsck cannot pair): a diff that compared
+    // nothing says nothing, and must not look like "no change".
+    if (d.totals.tensors_compared == 0 && !d.tensors.empty()) {
+        set_exit_code(kUsage);
+        print_error(flags.a + " and " + flags.b + " have no tensor in common (" + std::to_string(d.totals.only_in_a) + " only in A, " +
+                    std::to_string(d.totals.only_in_b) + " only in B): not two checkpoints of one model?");
+    }
     if (flags.json) std::cout << analysis::dump_json(analysis::to_json(d, BITFSCK_VERSION)) << "\n";
     else print_diff(d, flags.top);
 }
@@ -136,14 +136,15 @@ void run_diff(const DiffFlags& flags) {
 void add_diff_subcommand(CLI::App& app) {
     auto flags = std::make_shared<DiffFlags>();
     auto* sub = app.add_subcommand("diff", "Per-tensor change between two checkpoints: relative L2 distance and ternary code flips");
-    sub->add_option("A", flags->a, "The earlier checkpoint (a file, a sharded index.json or its folder)")->required()->check(CLI::ExistingPath);
-    sub->add_option("B", flags->b, "The later checkpoint")->required()->check(CLI::ExistingPath);
+    sub->add_option("A", flags->a, "The earlier checkpoint (a file, a sharded index.json or its folder)")->required();
+    sub->add_option("B", flags->b, "The later checkpoint")->required();
     sub->add_flag("--json", flags->json, "Print the diff as JSON on stdout (schema: docs/diff.schema.json)");
     sub->add_option("--quantizer", flags->quantizer, "Quantizer for the ternary codes: bitnet or distillix (each side uses its own scale)")
         ->check(CLI::IsMember({"bitnet", "distillix"}))
         ->capture_default_str();
     sub->add_option("-j,--threads", flags->threads, "Worker threads (0: every core)")->capture_default_str();
     add_i2s_layout_flag(*sub, flags->i2s_layout);
+    add_selection_flags(*sub, flags->selection, "Compare");
     sub->add_option("--top", flags->top, "How many of the largest code transitions to show per tensor")->capture_default_str();
     sub->footer(
         "Tensors are matched by state-dict name; rel L2 = ||B-A|| / ||A||; a flip is a ternary code that differs.\n"

@@ -24,6 +24,7 @@ struct InspectFlags {
     std::size_t max_children = 8;
     bool all_tensors = false;
     std::string i2s_layout = "act-parallel";
+    SelectionFlags selection;
 };
 
 std::string shape_text(const std::vector<std::int64_t>& shape) {
@@ -43,11 +44,15 @@ void print_findings(const io::Checkpoint& c) {
     std::cout << "\n";
 }
 
-void print_tensors(const io::Checkpoint& c, bool all) {
+void print_tensors(const io::Checkpoint& c, bool all, const analysis::TensorSelection& selection) {
     Table table({"name", "dtype", "shape", "bytes", "location", "shared with"});
     std::uint64_t params = 0, bytes = 0;
-    std::size_t shown = 0, others = 0;
+    std::size_t shown = 0, others = 0, unselected = 0;
     for (const auto& t : c.tensors()) {
+        if (!selection.is_default() && !analysis::explicit_selection_matches(selection, t.in_state_dict ? t.name : t.path)) {
+            ++unselected;
+            continue;
+        }
         if (t.in_state_dict) {
             params += static_cast<std::uint64_t>(t.numel());
             bytes += t.stored_nbytes();
@@ -80,6 +85,7 @@ void print_tensors(const io::Checkpoint& c, bool all) {
         }
     for (const auto& n : c.notes()) std::cout << "note: " << n << "\n";
     if (others) std::cout << "(" << others << " more tensors outside the state dict, e.g. optimizer state: --all-tensors lists them)\n";
+    if (unselected) std::cout << "(" << unselected << " tensors not selected by --layers/--roles/--match)\n";
 }
 
 void inspect_one(const std::string& path, const InspectFlags& flags, nlohmann::ordered_json* json_out) {
@@ -103,7 +109,7 @@ void inspect_one(const std::string& path, const InspectFlags& flags, nlohmann::o
     if (!c.warnings().empty()) std::cout << "\n";
     print_findings(c);
     std::cout << io::render_tree(io::object_tree(c, limits)) << "\n";
-    print_tensors(c, flags.all_tensors);
+    print_tensors(c, flags.all_tensors, make_selection(flags.selection));
 }
 
 }  // namespace
@@ -112,13 +118,14 @@ void add_inspect_subcommand(CLI::App& app) {
     auto flags = std::make_shared<InspectFlags>();
     auto* sub = app.add_subcommand("inspect", "Show a checkpoint's object tree, tensors and security findings (never runs the pickle)");
     sub->add_option("files", flags->files,
-                    "Checkpoint files (.pt, .pth, .bin, .safetensors, .gguf, .bit2), a sharded checkpoint's index.json or its folder")->required()->check(CLI::ExistingPath);
+                    "Checkpoint files (.pt, .pth, .bin, .safetensors, .gguf, .bit2), a sharded checkpoint's index.json or its folder")->required();
     sub->add_flag("--json", flags->json, "Print JSON (an array, one object per file) instead of text");
     sub->add_option("--trust", flags->trusted, "A module.Class you trust (e.g. your config dataclass): not reported as a finding");
     sub->add_option("--depth", flags->depth, "Levels of the object tree to show")->capture_default_str();
     sub->add_option("--max-children", flags->max_children, "Entries shown per container")->capture_default_str();
     sub->add_flag("--all-tensors", flags->all_tensors, "Also list tensors outside the state dict (optimizer state, ...)");
     add_i2s_layout_flag(*sub, flags->i2s_layout);
+    add_selection_flags(*sub, flags->selection, "List");
     sub->footer(
         "Example:\n  bitfsck inspect run/step_000400.pt\n  bitfsck inspect --json model.safetensors | jq '.[0].tensors[].name'\n"
         "Exit codes: 0 readable and clean, 2 unreadable, 3 security findings (a global outside the allow-list).");

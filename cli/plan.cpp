@@ -37,7 +37,14 @@ void run(const PlanFlags& f) {
     repair::PlanOptions po;
     po.finetune_steps = f.steps;
     po.lr = f.lr;
+    ProgressLine progress("plan");
+    po.progress = progress.callback();
     const repair::Recipe r = repair::plan_resurrection(f.inputs, po);
+    progress.finish();
+    for (const auto& s : r.skipped) {
+        print_error(s);  // left out; the plan is made of the rest
+        set_exit_code(kUnreadable);
+    }
     if (!f.recipe_out.empty()) {
         io::ensure_not_an_input(f.recipe_out, std::vector<std::filesystem::path>(r.inputs.begin(), r.inputs.end()));
         io::write_file_atomically(f.recipe_out, repair::to_json(r).dump(2) + "\n");
@@ -54,8 +61,8 @@ void run(const PlanFlags& f) {
 void add_plan_subcommand(CLI::App& app) {
     auto f = std::make_shared<PlanFlags>();
     auto* sub = app.add_subcommand("plan", "Diagnose a collapsed run and propose a resurrection recipe, with a reason for every choice");
-    sub->add_option("inputs", f->inputs, "A run folder or its checkpoint files")->required()->check(CLI::ExistingPath);
-    sub->add_option("-o,--recipe", f->recipe_out, "Write the recipe JSON here (for editing and resurrect --recipe)");
+    sub->add_option("inputs", f->inputs, "A run folder or its checkpoint files")->required();
+    sub->add_option("-o,--output", f->recipe_out, "Write the recipe JSON here (for editing and resurrect --recipe)");
     sub->add_option("--steps", f->steps, "Fine-tuning steps of the proposed finetune stage")->capture_default_str();
     sub->add_option("--lr", f->lr, "Peak learning rate of the proposed finetune stage")->capture_default_str();
     sub->add_flag("--json", f->json, "Print the recipe as JSON on stdout");

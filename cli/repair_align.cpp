@@ -1,6 +1,7 @@
 // bitfsck repair align: optimal-transport alignment of weight distributions to the ternary lattice.
 #include "repair_common.hpp"
 #include "subcommands.hpp"
+#include "validators.hpp"
 
 namespace bitfsck::cli {
 
@@ -13,8 +14,8 @@ void add_repair_align_subcommand(CLI::App& parent) {
     auto* sub = parent.add_subcommand("align", "Move each tensor's weights towards a three-peak distribution at {-S, 0, +S} (1-D optimal transport)");
     add_repair_flags(*sub, flags);
     sub->add_option("--strength", *strength, "t in [0, 1]: w <- (1-t) w + t T(w)")->check(CLI::Range(0.0, 1.0))->capture_default_str();
-    sub->add_option("--width", *width, "Width of each peak relative to S (sigma / S)")->check(CLI::NonNegativeNumber)->capture_default_str();
-    sub->add_option("--scale", *scale, "Fix S instead of solving for it")->check(CLI::PositiveNumber);
+    sub->add_option("--width", *width, "Width of each peak relative to S (sigma / S)")->check(non_negative())->capture_default_str();
+    sub->add_option("--scale", *scale, "Fix S instead of solving for it")->check(positive());
     sub->add_option("--masses", *masses, "Target masses neg,zero,pos (default: --like's, else a healthy Gaussian layer's: 34.5/31.0/34.5%)")
         ->delimiter(',')
         ->expected(3);

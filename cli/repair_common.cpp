@@ -54,16 +54,12 @@ std::string step_detail(const repair::TensorRepair& t) {
 
 void add_repair_flags(CLI::App& sub, const std::shared_ptr<RepairFlags>& flags) {
     sub.add_option("input", flags->input, "Checkpoint to repair (.pt or .safetensors, or a sharded folder or index; never modified)")
-        ->required()
-        ->check(CLI::ExistingPath);
+        ->required();
     sub.add_option("-o,--output", flags->output,
                    "Repaired checkpoint to write (a folder for a sharded input; the log goes to OUT.repair.json)")
         ->required();
-    sub.add_option("--layers", flags->layers, "Only these layers, e.g. 0,2-5");
-    sub.add_option("--roles", flags->roles, "Only these roles: mlp, attn, or names like mlp_up, attn_q (comma-separated)")->delimiter(',');
-    sub.add_option("--match", flags->match, "Only tensors whose name matches this glob (repeatable), e.g. 'layers.*.mlp.*'");
-    sub.add_option("--like", flags->like, "A healthy checkpoint of the same model: targets are measured on it, tensor by tensor")
-        ->check(CLI::ExistingPath);
+    add_selection_flags(sub, flags->selection, "Repair");
+    sub.add_option("--like", flags->like, "A healthy checkpoint of the same model: targets are measured on it, tensor by tensor");
     sub.add_flag("--drop-optimizer-state", flags->drop_optimizer_state, "Leave the optimizer state out of the output (smaller file)");
     sub.add_flag("--json", flags->json, "Print the repair log (JSON) instead of the table");
     add_scan_flags(sub, flags->scan);
@@ -74,16 +70,15 @@ std::string repair_footer(const std::string& examples) {
            "\nDefault selection: the ternary matrices of every layer-role the scan calls degraded or collapsed.\n"
            "The output is scanned afresh; the log (OUT.repair.json) records the input's hash, every parameter, and\n"
            "before/after figures, and `bitfsck repair replay OUT.repair.json -o AGAIN.pt` reproduces it bit for bit.\n"
-           "Exit codes: 0 written, 1 bad arguments or nothing to repair, 2 unreadable input.";
+           "Exit codes: 0 written and healthy, 1 bad arguments or nothing to repair, 2 unreadable input or unwritable\n"
+           "output, 4 written but still degraded, 5 written but still collapsed (the fresh scan's verdict).";
 }
 
 void run_repair_step(const RepairFlags& flags, const repair::StepSpec& step) {
     run_reporting_errors([&] {
         repair::RepairOptions options;
         options.step = step;
-        if (!flags.layers.empty()) options.selection.layers = repair::parse_layer_ranges(flags.layers);
-        options.selection.roles = flags.roles;
-        options.selection.match = flags.match;
+        options.selection = make_selection(flags.selection);
         if (!flags.like.empty()) options.like = flags.like;
         const analysis::ScanOptions so = make_scan_options(*flags.scan);
         options.quantizer = so.analysis.quantizer;
@@ -91,9 +86,12 @@ void run_repair_step(const RepairFlags& flags, const repair::StepSpec& step) {
         options.threads = so.threads;
         options.drop_optimizer_state = flags.drop_optimizer_state;
         ProgressLine progress("repair " + std::string(repair::step_name(step.kind)));
-        options.progress = [&](std::uint64_t done, std::uint64_t total, const std::string& label) { progress.update(done, total, label); };
+        options.progress = progress.callback();
         const repair::RepairLog log = repair::repair_checkpoint(flags.input, flags.output, options);
         progress.finish();
+        // The output was written; whether it is healthy is the fresh scan's to say, with the scan's codes.
+        if (log.verdict_after == analysis::Verdict::Collapsed) set_exit_code(kCollapsed);
+        else if (log.verdict_after == analysis::Verdict::Degraded) set_exit_code(kDegraded);
 
         if (flags.json) {
             std::cout << analysis::dump_json(repair::to_json(log)) << "\n";
@@ -114,6 +112,9 @@ void run_repair_step(const RepairFlags& flags, const repair::StepSpec& step) {
         std::cout << "verdict (fresh scan of the output): " << verdict_text(log.verdict_before) << " -> "
                   << verdict_text(log.verdict_after) << "\n";
         for (const auto& f : log.findings_after) std::cout << "  " << analysis::verdict_name(f.severity) << ": " << f.message << "\n";
+        if (analysis::verdict_is_sick(log.verdict_after))
+            std::cout << "the output is still " << analysis::verdict_name(log.verdict_after) << ": this step alone did not cure it"
+                      << " (bitfsck plan proposes a recipe)\n";
         std::cout << "log: " << repair::repair_log_path(flags.output).string() << "\n";
     });
 }

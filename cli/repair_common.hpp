@@ -15,8 +15,7 @@ namespace bitfsck::cli {
 
 struct RepairFlags {
     std::string input, output;
-    std::string layers;
-    std::vector<std::string> roles, match;
+    SelectionFlags selection;
     std::string like;
     bool drop_optimizer_state = false;
     bool json = false;

@@ -1,6 +1,7 @@
 // bitfsck repair inflate: push weights out of the quantizer's dead zone.
 #include "repair_common.hpp"
 #include "subcommands.hpp"
+#include "validators.hpp"
 
 namespace bitfsck::cli {
 
@@ -15,7 +16,7 @@ void add_repair_inflate_subcommand(CLI::App& parent) {
         ->check(CLI::Range(0.0, 1.0))
         ->capture_default_str();
     sub->add_option("--target", *target, "Magnitude moved weights get (default: --like's absmean, else the healthy layers', else the own scale)")
-        ->check(CLI::PositiveNumber);
+        ->check(positive());
     sub->add_option("--seed", params->seed, "Seed for the signs of exact zeros (when --like has none)")->capture_default_str();
     sub->footer(repair_footer("  bitfsck repair inflate step_4000.pt -o inflated.pt --zeros 0.3\n"
                               "  bitfsck repair inflate step_4000.pt -o inflated.pt --like step_1000.pt --roles mlp\n"

@@ -27,14 +27,22 @@ void add_repair_pick_subcommand(CLI::App& parent) {
     add_scan_flags(*sub, flags->scan);
     sub->footer(
         "Examples:\n  bitfsck repair pick runs/exp1 -o start.pt\n  bitfsck repair pick runs/exp1/step_*.pt -o start.pt --allow-degraded\n"
-        "Exit codes: 0 copied, 1 no healthy checkpoint or bad arguments, 2 unreadable checkpoint.");
+        "Exit codes: 0 copied, 1 no healthy checkpoint or bad arguments, 2 a checkpoint of the run was unreadable (the pick\n"
+        "is made among the others) or the output could not be written.");
     sub->callback([flags] {
         run_reporting_errors([&] {
             repair::PickOptions options;
             options.scan = make_scan_options(*flags->scan);
             options.scan.content_hash = true;
             options.allow_degraded = flags->allow_degraded;
+            ProgressLine progress("pick");
+            options.scan.progress = progress.callback();
             const repair::RepairLog log = repair::pick_checkpoint(flags->inputs, flags->output, options);
+            progress.finish();
+            for (const auto& s : log.skipped) {
+                print_error(s);  // left out; the pick is made among the rest
+                set_exit_code(kUnreadable);
+            }
             if (flags->json) {
                 std::cout << analysis::dump_json(repair::to_json(log)) << "\n";
                 return;

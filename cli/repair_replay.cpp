@@ -23,7 +23,7 @@ void add_repair_replay_subcommand(CLI::App& parent) {
         run_reporting_errors([&] {
             ProgressLine progress("replay");
             const repair::ReplayResult r = repair::replay_repair(
-                flags->log, flags->output, [&](std::uint64_t d, std::uint64_t t, const std::string& l) { progress.update(d, t, l); });
+                flags->log, flags->output, progress.callback());
             progress.finish();
             std::cout << "replayed " << repair::step_name(r.log.step.kind) << " on " << r.log.input << " -> " << flags->output << "\n"
                       << "output " << r.log.output_hash << "\n"
@@ -34,7 +34,7 @@ void add_repair_replay_subcommand(CLI::App& parent) {
                 print_error(flags->output + ": differs from the output the log recorded");
                 set_exit_code(kUsage);
             }
-        }, kUnreadable);
+        });
     });
 }
 

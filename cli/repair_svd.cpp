@@ -1,6 +1,7 @@
 // bitfsck repair svd: replace matrices by a low-rank reconstruction (SVD denoising).
 #include "repair_common.hpp"
 #include "subcommands.hpp"
+#include "validators.hpp"
 
 namespace bitfsck::cli {
 
@@ -14,7 +15,7 @@ void add_repair_svd_subcommand(CLI::App& parent) {
     auto solver = std::make_shared<std::string>("auto");
     auto* sub = parent.add_subcommand("svd", "SVD denoising: keep the leading singular triplets of each selected matrix");
     add_repair_flags(*sub, flags);
-    auto* o_rank = sub->add_option("--rank", *rank, "Keep exactly K singular values")->check(CLI::PositiveNumber);
+    auto* o_rank = sub->add_option("--rank", *rank, "Keep exactly K singular values")->check(positive());
     auto* o_energy = sub->add_option("--energy", *energy, "Keep the smallest rank holding this share of sum(sigma^2), e.g. 0.9")
                          ->check(CLI::Range(0.0, 1.0));
     auto* o_gd = sub->add_flag("--gavish-donoho", *gd, "Optimal hard threshold for unknown noise: omega(beta) * median(sigma) (the default)");

@@ -1,16 +1,14 @@
 // bitfsck scan FILE...: per-layer health, collapse verdicts with reasons, JSON sidecars, HDF5.
 #include <algorithm>
-#include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <memory>
-#include <mutex>
 #include <optional>
-#include <thread>
 
 #include "bitfsck/analysis/h5_report.hpp"
 #include "bitfsck/analysis/report_json.hpp"
+#include "bitfsck/analysis/run.hpp"
 #include "bitfsck/analysis/scan.hpp"
 #include "bitfsck/io/atomic_write.hpp"
 #include "bitfsck/io/checkpoint_files.hpp"
@@ -32,6 +30,7 @@ struct ScanCommandFlags {
     std::string h5;
     std::vector<std::string> trusted;
     bool show_tensors = false;
+    SelectionFlags selection;
 };
 
 std::string fmt(const char* f, double v) {
@@ -104,7 +103,8 @@ void print_report(const analysis::ScanReport& r, bool show_tensors) {
         for (const auto& [why, names] : by_reason) std::cout << "    " << some_of(names, 3) << ": " << why << "\n";
     }
     for (const auto& w : r.warnings) std::cout << "  " << yellow("warning") << ": " << w << "\n";
-    for (const auto& n : r.notes) std::cout << "  note: " << n << "\n";
+    if (!quiet())
+        for (const auto& n : r.notes) std::cout << "  note: " << n << "\n";
     std::cout << "verdict: " << coloured_verdict(r.verdict) << "  (" << r.tensors.size() << " tensors, " << r.layers.size()
               << " layer groups)\n";
 }
@@ -116,7 +116,7 @@ fs::path sidecar_path(fs::path input, const std::string& out_dir) {
     return out_dir.empty() ? input.parent_path() / name : fs::path(out_dir) / name;
 }
 
-int exit_code_for(const analysis::ScanReport& r) {
+int exit_code_of_report(const analysis::ScanReport& r) {
     int code = r.verdict == analysis::Verdict::Collapsed  ? kCollapsed
                : r.verdict == analysis::Verdict::Degraded ? kDegraded
                : r.verdict == analysis::Verdict::Unknown  ? kUnknown
@@ -126,68 +126,44 @@ int exit_code_for(const analysis::ScanReport& r) {
 }
 
 void run_scan(const ScanCommandFlags& flags, const ScanFlags& scan_flags) {
-    std::vector<fs::path> files = io::expand_checkpoint_inputs(flags.inputs);
-    if (files.empty()) throw CLI::ValidationError("scan", "no checkpoint files found in the given folders");
-    analysis::ScanOptions base = make_scan_options(scan_flags);
-    unsigned threads = base.threads ? base.threads : std::max(1u, std::thread::hardware_concurrency());
-    if (!flags.out_dir.empty()) fs::create_directories(flags.out_dir);
-
-    // One file: every core on its tensors. Many files: one core per file, files in parallel.
-    const bool many = files.size() > 1;
-    unsigned workers = many ? std::min<unsigned>(threads, static_cast<unsigned>(files.size())) : 1;
-    std::vector<std::optional<analysis::ScanReport>> reports(files.size());
-    std::vector<std::string> errors(files.size());
+    analysis::RunScanOptions options;
+    options.scan = make_scan_options(scan_flags);
+    options.scan.selection = make_selection(flags.selection);
+    options.open = open_options(scan_flags.i2s_layout);
+    options.open.pickle.trusted_globals.insert(flags.trusted.begin(), flags.trusted.end());
+    const std::vector<fs::path> inputs = io::expand_checkpoint_inputs(flags.inputs);
+    // Outputs are checked before any work: an unwritable report is one line, not a lost scan.
+    if (!flags.out_dir.empty()) {
+        std::error_code ec;
+        if (fs::exists(flags.out_dir, ec) && !fs::is_directory(flags.out_dir, ec))
+            throw io::OutputError(flags.out_dir, "--out-dir names a file, not a folder");
+        fs::create_directories(flags.out_dir, ec);
+        if (ec) throw io::OutputError(flags.out_dir, "cannot create the folder: " + ec.message());
+    }
+    std::optional<analysis::H5Report> h5;
+    if (!flags.h5.empty()) {
+        io::ensure_not_an_input(flags.h5, inputs);
+        h5.emplace(flags.h5, BITFSCK_VERSION);
+    }
     ProgressLine progress("scan");
-    std::atomic<std::size_t> next{0};
-    std::mutex progress_mutex;
-    std::uint64_t total_bytes = 0;
-    for (const auto& f : files) total_bytes += io::checkpoint_input_size(f);
-    std::atomic<std::uint64_t> finished_bytes{0};
-    auto worker = [&] {
-        for (std::size_t i = next++; i < files.size(); i = next++) {
-            try {
-                io::OpenOptions open = open_options(scan_flags.i2s_layout);
-                open.pickle.trusted_globals.insert(flags.trusted.begin(), flags.trusted.end());
-                io::Checkpoint c = io::Checkpoint::open(files[i], open);
-                analysis::ScanOptions options = base;
-                options.threads = many ? 1 : threads;
-                std::uint64_t before = finished_bytes.load();
-                options.progress = [&, before](std::uint64_t done, std::uint64_t, const std::string& label) {
-                    if (!many) progress.update(before + done, total_bytes, label);
-                };
-                reports[i] = analysis::scan_checkpoint(c, options);
-            } catch (const Error& e) {
-                errors[i] = e.what();
-            }
-            finished_bytes += io::checkpoint_input_size(files[i]);
-            if (many) progress.update(finished_bytes.load(), total_bytes, files[i].filename().string());
-        }
-    };
-    std::vector<std::thread> pool;
-    for (unsigned w = 1; w < workers; ++w) pool.emplace_back(worker);
-    worker();
-    for (auto& t : pool) t.join();
+    options.scan.progress = progress.callback();
+    const std::vector<analysis::RunMember> members = analysis::scan_run(flags.inputs, options);
     progress.finish();
 
     nlohmann::ordered_json all = nlohmann::ordered_json::array();
-    std::optional<analysis::H5Report> h5;
-    if (!flags.h5.empty()) {
-        std::vector<fs::path> inputs(files.begin(), files.end());
-        io::ensure_not_an_input(flags.h5, inputs);
-        h5.emplace(flags.h5);
-    }
-    for (std::size_t i = 0; i < files.size(); ++i) {
-        if (!reports[i]) {
-            print_error(errors[i]);
+    for (std::size_t i = 0; i < members.size(); ++i) {
+        const analysis::RunMember& m = members[i];
+        if (!m.report) {
+            print_error(m.error);
             set_exit_code(kUnreadable);
             continue;
         }
-        const auto& r = *reports[i];
-        set_exit_code(exit_code_for(r));
+        const auto& r = *m.report;
+        set_exit_code(exit_code_of_report(r));
         auto j = analysis::to_json(r);
         if (flags.sidecar) {
-            fs::path out = sidecar_path(files[i], flags.out_dir);
-            io::ensure_not_an_input(out, {files[i]});
+            fs::path out = sidecar_path(m.input, flags.out_dir);
+            io::ensure_not_an_input(out, {m.input});
             io::write_file_atomically(out, analysis::dump_json(j) + "\n");
         }
         if (h5) h5->add_scan(r);
@@ -207,7 +183,7 @@ void add_scan_subcommand(CLI::App& app) {
     auto flags = std::make_shared<ScanCommandFlags>();
     auto scan_flags = std::make_shared<ScanFlags>();
     auto* sub = app.add_subcommand("scan", "Per-layer health of checkpoints: std, ternary zeros, dead rows, collapse verdicts");
-    sub->add_option("inputs", flags->inputs, "Checkpoint files or folders of checkpoints")->required()->check(CLI::ExistingPath);
+    sub->add_option("inputs", flags->inputs, "Checkpoint files or folders of checkpoints")->required();
     sub->add_flag("--json", flags->json, "Print the reports as a JSON array on stdout (schema: docs/scan.schema.json)");
     sub->add_flag("--sidecar", flags->sidecar, "Write <checkpoint>.health.json next to each input (or into --out-dir)");
     sub->add_option("--out-dir", flags->out_dir, "Folder for the sidecar files");
@@ -215,6 +191,7 @@ void add_scan_subcommand(CLI::App& app) {
     sub->add_option("--trust", flags->trusted, "A module.Class you trust: not reported as a security finding");
     sub->add_flag("--tensors", flags->show_tensors, "Also print the per-tensor table");
     add_scan_flags(*sub, scan_flags);
+    add_selection_flags(*sub, flags->selection, "Scan");
     sub->footer(
         "Example:\n  bitfsck scan run/step_000400.pt\n  bitfsck scan --sidecar --h5 run.h5 run/\n"
         "Exit codes: 0 healthy, 2 unreadable file, 3 security findings, 4 degraded, 5 collapsed, 6 unknown (nothing could be\n"

@@ -25,6 +25,26 @@ void add_scan_flags(CLI::App& sub, std::shared_ptr<ScanFlags> flags) {
     add_i2s_layout_flag(sub, flags->i2s_layout);
 }
 
+void add_selection_flags(CLI::App& sub, SelectionFlags& flags, const std::string& what) {
+    sub.add_option("--layers", flags.layers, what + " only these layers, e.g. 0,2-5");
+    sub.add_option("--roles", flags.roles, what + " only these roles: mlp, attn, or names like mlp_up, attn_q (comma-separated)")
+        ->delimiter(',');
+    sub.add_option("--match", flags.match, what + " only tensors whose name matches this glob (repeatable), e.g. 'layers.*.mlp.*'");
+}
+
+analysis::TensorSelection make_selection(const SelectionFlags& flags) {
+    analysis::TensorSelection s;
+    try {
+        if (!flags.layers.empty()) s.layers = analysis::parse_layer_ranges(flags.layers);
+        analysis::check_role_names(flags.roles);
+    } catch (const Error& e) {
+        throw CLI::ValidationError(flags.layers.empty() ? "--roles" : "--layers", e.what());
+    }
+    s.roles = flags.roles;
+    s.match = flags.match;
+    return s;
+}
+
 void add_i2s_layout_flag(CLI::App& sub, std::string& layout) {
     sub.add_option("--i2s-layout", layout,
                    "Byte layout of bitnet.cpp I2_S tensors, which GGUF files do not record: act-parallel (x86 default, every "

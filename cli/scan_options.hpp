@@ -9,6 +9,7 @@
 
 #include "bitfsck/io/error.hpp"  // before scan.hpp, which uses bitfsck::Error
 #include "bitfsck/analysis/scan.hpp"
+#include "bitfsck/analysis/selection.hpp"
 
 namespace bitfsck::cli {
 
@@ -19,6 +20,16 @@ struct ScanFlags {
     unsigned threads = 0;                        // 0: every core
     std::string i2s_layout = "act-parallel";     // bitnet.cpp I2_S: act-parallel | interleaved | arm
 };
+
+// --layers, --roles, --match: which tensors, spelled the same wherever tensors are chosen (scan,
+// timeline, inspect, diff, repair, finetune's regularizers).
+struct SelectionFlags {
+    std::string layers;
+    std::vector<std::string> roles, match;
+};
+void add_selection_flags(CLI::App& sub, SelectionFlags& flags, const std::string& what);
+// Throws CLI::ValidationError for a bad --layers or --roles.
+analysis::TensorSelection make_selection(const SelectionFlags& flags);
 
 // --i2s-layout, for every command that reads GGUF files (I2_S layouts are not recorded in them).
 void add_i2s_layout_flag(CLI::App& sub, std::string& layout);

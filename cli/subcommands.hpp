@@ -5,6 +5,9 @@
 
 #include <functional>
 #include <string>
+#include <vector>
+
+#include "bitfsck/io/error.hpp"
 
 namespace bitfsck::cli {
 
@@ -18,15 +21,26 @@ enum ExitCode : int {
     kDegraded = 4,     // scan/timeline: the worst verdict is degraded
     kCollapsed = 5,    // scan/timeline: the worst verdict is collapsed
     kUnknown = 6,      // scan/timeline: nothing could be judged (unknown tensor names or undecodable encodings)
+    kInternal = 70,    // a bug: an unexpected exception (EX_SOFTWARE)
+    kInterrupted = 130,  // stopped by Ctrl-C (what was reached is saved where a command saves)
 };
 
 void set_exit_code(int code);  // keeps the most important code seen so far
 int last_exit_code();
 int exit_for_parse_error(CLI::App& app, const CLI::ParseError& e);
 
-// Runs a subcommand's body: an unreadable input (io::FormatError) becomes one line on stderr and
-// exit code 2, any other bitfsck::Error one line and `other_errors`; CLI11's errors pass through.
-void run_reporting_errors(const std::function<void()>& body, int other_errors = kUsage);
+// The one mapping from an error's kind to the exit code: usage 1; unreadable input, a missing
+// file, an output that could not be written, a checkpoint that is no model 2; interrupted 130.
+int exit_code_for(const Error& e);
+// One line on stderr and the error's exit code.
+void report(const Error& e);
+
+// Runs a subcommand's body, reporting a bitfsck::Error as report() does (main() does the same
+// for anything a body lets through); CLI11's errors pass through.
+void run_reporting_errors(const std::function<void()>& body);
+
+// The name in `names` at most two edits from `typed`, or "".
+std::string closest_name(const std::string& typed, const std::vector<std::string>& names);
 
 void add_inspect_subcommand(CLI::App& app);
 void add_scan_subcommand(CLI::App& app);

@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+#include "bitfsck/io/progress.hpp"
+
 namespace bitfsck::cli {
 
 bool stdout_is_terminal();
@@ -22,22 +24,39 @@ std::string bold(std::string_view s);
 void print_error(std::string_view message);
 void print_warning(std::string_view message);
 
-// A single self-overwriting progress line on stderr ("scan  42% 170/400 MB layers.3..."),
-// redrawn at most every 100 ms; silent when stderr is not a terminal. Thread-safe.
+// Progress on stderr: on a terminal a single self-overwriting line ("scan  42% 170/400 MB
+// layers.3...", "finetune 12% 7/60 steps"), redrawn at most every 100 ms; elsewhere (a Slurm or
+// nohup log) a plain line every few seconds, so a log never stays empty for minutes. Silent with
+// --quiet. Thread-safe.
 class ProgressLine {
 public:
     explicit ProgressLine(std::string label);
     ~ProgressLine();
-    void update(std::uint64_t done, std::uint64_t total, std::string_view detail = {});
+    void update(const Progress& p);
+    void update(std::uint64_t done, std::uint64_t total, std::string_view detail = {});  // bytes
+    // The callback to hand a library: draws, and returns false once Ctrl-C was pressed.
+    ProgressCallback callback();
     void finish();
 
 private:
     std::mutex mutex_;
     std::string label_;
-    bool enabled_ = false;
+    bool terminal_ = false;
     bool drawn_ = false;
     std::chrono::steady_clock::time_point last_{};
 };
+
+// "170/400 MB", "7/60 steps", "3/7 checkpoints".
+std::string progress_amount(const Progress& p);
+
+// Ctrl-C: the first one sets a flag that every ProgressLine::callback() turns into a stop (the
+// library saves what it must and throws Cancelled, which exits 130); a second one ends the process.
+void install_interrupt_handler();
+bool interrupted();
+
+// --quiet: no progress lines, no notes (errors and the results still print).
+void set_quiet(bool quiet);
+bool quiet();
 
 std::string human_bytes(std::uint64_t bytes);
 

@@ -11,6 +11,7 @@
 
 #include "bitfsck/analysis/h5_report.hpp"
 #include "bitfsck/analysis/report_json.hpp"
+#include "bitfsck/analysis/run.hpp"
 #include "bitfsck/analysis/scan.hpp"
 #include "bitfsck/analysis/timeline.hpp"
 #include "bitfsck/io/atomic_write.hpp"
@@ -30,12 +31,8 @@ struct TimelineFlags {
     std::vector<std::string> inputs;
     bool json = false;
     std::string h5;
+    SelectionFlags selection;
 };
-
-// Error messages from io/ already name the file; the others get it prepended.
-std::string naming_file(const fs::path& file, const std::string& what) {
-    return what.find(file.string()) != std::string::npos ? what : file.string() + ": " + what;
-}
 
 std::string fmt(const char* f, double v) {
     char buf[48];
@@ -82,6 +79,11 @@ void print_timeline(const analysis::Timeline& t) {
         }
         table.add(std::move(row));
     }
+    for (const auto& skipped : t.skipped) {
+        std::vector<std::string> row{"-", red("unreadable"), fs::path(skipped.file).filename().string()};
+        row.resize(headers.size(), "-");
+        table.add(std::move(row));
+    }
     std::cout << table.render();
     if (std::any_of(t.points.begin(), t.points.end(), [](const auto& p) { return p.step_from_file_name; }))
         std::cout << "(* step taken from the file name)\n";
@@ -123,55 +125,33 @@ void run_timeline(const TimelineFlags& flags, const ScanFlags& scan_flags) {
         run_metrics_timeline(flags.inputs[0], flags.json, make_scan_options(scan_flags).thresholds);
         return;
     }
-    std::vector<fs::path> files = io::expand_checkpoint_inputs(flags.inputs);
-    if (files.empty()) throw CLI::ValidationError("timeline", "no checkpoint files (*.pt, *.safetensors, *.bin) found");
-    analysis::ScanOptions options = make_scan_options(scan_flags);
-    if (!flags.h5.empty()) io::ensure_not_an_input(flags.h5, files);
-
-    std::vector<analysis::ScanReport> reports;
-    ProgressLine progress("timeline");
-    for (std::size_t i = 0; i < files.size(); ++i) {
-        const std::string label = "[" + std::to_string(i + 1) + "/" + std::to_string(files.size()) + "] " + files[i].filename().string();
-        try {
-            io::Checkpoint c = io::Checkpoint::open(files[i], open_options(scan_flags.i2s_layout));
-            analysis::ScanOptions o = options;
-            o.progress = [&](std::uint64_t done, std::uint64_t total, const std::string&) { progress.update(done, total, label); };
-            analysis::ScanReport r = analysis::scan_checkpoint(c, o);
-            // A report needs a step to take its place in the timeline; refuse it alone rather
-            // than the whole run.
-            if (!r.step && !analysis::step_from_file_name(r.file)) {
-                progress.finish();
-                print_error(files[i].string() + ": no training step in the checkpoint or digits in its name; left out of the timeline");
-                set_exit_code(kUnreadable);
-                continue;
-            }
-            if (!r.security.empty()) set_exit_code(kSecurity);
-            reports.push_back(std::move(r));
-        } catch (const Error& e) {
-            progress.finish();
-            print_error(naming_file(files[i], e.what()));
-            set_exit_code(kUnreadable);
-        }
-    }
-    progress.finish();
-    if (reports.empty()) return;
-
-    std::optional<analysis::H5Report> h5;
+    analysis::RunScanOptions options;
+    options.scan = make_scan_options(scan_flags);
+    options.scan.selection = make_selection(flags.selection);
+    options.open = open_options(scan_flags.i2s_layout);
     if (!flags.h5.empty()) {
-        h5.emplace(flags.h5, BITFSCK_VERSION);
-        for (const auto& r : reports) h5->add_scan(r);
+        std::vector<fs::path> inputs;
+        for (const auto& in : io::expand_checkpoint_inputs(flags.inputs)) inputs.push_back(in);
+        io::ensure_not_an_input(flags.h5, inputs);
     }
-    analysis::Timeline timeline;
-    try {
-        timeline = analysis::build_timeline(std::move(reports));
-    } catch (const analysis::TimelineError& e) {
-        print_error(e.what());
-        set_exit_code(kUsage);
-        return;  // h5 is destroyed unclosed: its temporary file goes away
+    ProgressLine progress("timeline");
+    options.scan.progress = progress.callback();
+    const std::vector<analysis::RunMember> members = analysis::scan_run(flags.inputs, options);
+    progress.finish();
+    for (const auto& m : members)
+        if (m.report && !m.report->security.empty()) set_exit_code(kSecurity);
+    const analysis::Timeline timeline = analysis::timeline_of(members);
+    // A member left out is reported, in the table and here, and the rest still makes a timeline.
+    for (const auto& s : timeline.skipped) {
+        print_error(s.reason);
+        set_exit_code(kUnreadable);
     }
-    if (h5) {
-        h5->add_timeline(timeline);
-        h5->close();
+    if (!flags.h5.empty()) {
+        analysis::H5Report h5(flags.h5, BITFSCK_VERSION);
+        for (const auto& m : members)
+            if (m.report) h5.add_scan(*m.report);
+        h5.add_timeline(timeline);
+        h5.close();
     }
 
     if (flags.json) std::cout << analysis::dump_json(analysis::to_json(timeline, BITFSCK_VERSION)) << "\n";
@@ -180,6 +160,7 @@ void run_timeline(const TimelineFlags& flags, const ScanFlags& scan_flags) {
     // The run's state now is what matters for whether it can go on: the last step's verdict.
     if (timeline.final_verdict == analysis::Verdict::Collapsed) set_exit_code(kCollapsed);
     else if (timeline.final_verdict == analysis::Verdict::Degraded) set_exit_code(kDegraded);
+    else if (timeline.final_verdict == analysis::Verdict::Unknown) set_exit_code(kUnknown);
 }
 
 }  // namespace
@@ -189,24 +170,17 @@ void add_timeline_subcommand(CLI::App& app) {
     auto scan_flags = std::make_shared<ScanFlags>();
     auto* sub = app.add_subcommand("timeline", "Scan a training run's checkpoints in step order: collapse onset and the last healthy checkpoint");
     sub->add_option("inputs", flags->inputs, "A folder of checkpoints (*.pt, *.safetensors, *.bin), checkpoint files, or one finetune OUT.metrics.jsonl")
-        ->required()
-        ->check(CLI::ExistingPath);
+        ->required();
     sub->add_flag("--json", flags->json, "Print the timeline as JSON on stdout (schema: docs/timeline.schema.json)");
     sub->add_option("--h5", flags->h5, "Also write an HDF5 report: one group per checkpoint and a timeline group");
     add_scan_flags(*sub, scan_flags);
+    add_selection_flags(*sub, flags->selection, "Judge");
     sub->footer(
         "Steps come from the checkpoint (step, global_step, ...) or else from the last digits of the file name.\n"
         "Example:\n  bitfsck timeline run/ --h5 run.h5\n  bitfsck timeline --json run/step_*.pt\n  bitfsck timeline cured.pt.metrics.jsonl   (a finetune run, step by step)\n"
-        "Exit codes: 0 last step healthy, 2 unreadable file, 3 security findings, 4 last step degraded, 5 last step collapsed.");
-    sub->callback([flags, scan_flags] {
-        // Anything left is about an output (the HDF5 report): say so and exit 2, never abort.
-        try {
-            run_timeline(*flags, *scan_flags);
-        } catch (const Error& e) {
-            print_error(e.what());
-            set_exit_code(kUnreadable);
-        }
-    });
+        "Exit codes: 0 last step healthy, 2 unreadable file (the others still make the timeline), 3 security findings,\n"
+        "4 last step degraded, 5 last step collapsed, 6 last step unknown.");
+    sub->callback([flags, scan_flags] { run_timeline(*flags, *scan_flags); });
 }
 
 }  // namespace bitfsck::cli

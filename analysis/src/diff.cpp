@@ -1,15 +1,12 @@
 #include "bitfsck/analysis/diff.hpp"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
-#include <exception>
 #include <map>
 #include <set>
-#include <mutex>
-#include <thread>
 #include <tuple>
 
+#include "bitfsck/io/parallel.hpp"
 #include "bitfsck/io/tensor_names.hpp"
 
 namespace bitfsck::analysis {
@@ -115,7 +112,7 @@ TensorDiff diff_tensors(const std::string& name, const io::TensorData& a, const 
 }
 
 CheckpointDiff diff_checkpoints(const io::Checkpoint& a, const io::Checkpoint& b, Quantizer q, unsigned threads,
-                                const ProgressFn& progress) {
+                                const ProgressCallback& progress, const TensorSelection& selection) {
     CheckpointDiff diff;
     diff.file_a = a.path().string();
     diff.file_b = b.path().string();
@@ -125,6 +122,11 @@ CheckpointDiff diff_checkpoints(const io::Checkpoint& a, const io::Checkpoint& b
     // (tensor_names.hpp: `model.layers.0.mlp.up_proj.weight` and GGUF's `blk.0.ffn_up.weight`);
     // A's order first, then what only B has.
     std::vector<const io::TensorEntry*> ta = a.state_dict_tensors(), tb = b.state_dict_tensors();
+    if (!selection.is_default()) {
+        auto unselected = [&](const io::TensorEntry* t) { return !explicit_selection_matches(selection, t->name); };
+        std::erase_if(ta, unselected);
+        std::erase_if(tb, unselected);
+    }
     auto meaning = [](const std::string& n) { return io::gguf_tensor_name(n).value_or(n); };
     std::map<std::string, const io::TensorEntry*> by_name_b, by_meaning_b;
     std::set<std::string> names_a;
@@ -159,60 +161,40 @@ CheckpointDiff diff_checkpoints(const io::Checkpoint& a, const io::Checkpoint& b
         if (readable(j)) total += j.a->nbytes() + j.b->nbytes();
 
     diff.tensors.resize(jobs.size());
-    std::atomic<std::size_t> next{0};
-    std::atomic<std::uint64_t> done{0};
-    std::mutex error_mutex;
-    std::exception_ptr error;
-
-    auto work = [&] {
-        for (std::size_t i = next++; i < jobs.size(); i = next++) {
-            {
-                std::lock_guard lock(error_mutex);
-                if (error) return;
-            }
-            const Job& job = jobs[i];
-            TensorDiff& d = diff.tensors[i];
-            try {
-                if (!job.b) {
-                    d.name = job.a->name;
-                    d.shape = job.a->shape;
-                    d.only_in_a = true;
-                    continue;
-                }
-                if (!job.a) {
-                    d.name = job.b->name;
-                    d.shape = job.b->shape;
-                    d.only_in_b = true;
-                    continue;
-                }
-                if (!io::dtype_is_floating(job.a->dtype) || !io::dtype_is_floating(job.b->dtype)) {
-                    d.name = job.a->name;
-                    d.shape = job.a->shape;
-                    if (job.a->shape != job.b->shape) d.shape_b = job.b->shape;
-                    d.note = "not floating point (" + std::string(io::dtype_name(job.a->dtype)) + " / " +
-                             std::string(io::dtype_name(job.b->dtype)) + ")";
-                    continue;
-                }
-                d = diff_tensors(job.a->name, a.data(*job.a), b.data(*job.b), q);
-                if (job.b->name != job.a->name) d.note = "B names it " + job.b->name;
-                if (progress && d.compared) progress(done += job.a->nbytes() + job.b->nbytes(), total, d.name);
-            } catch (...) {
-                std::lock_guard lock(error_mutex);
-                if (!error) error = std::current_exception();
-                return;
-            }
+    ProgressTracker tracker(progress, ProgressUnit::Bytes, total);
+    parallel_for(jobs.size(), threads, [&](std::size_t i) {
+        tracker.check();
+        const Job& job = jobs[i];
+        TensorDiff& d = diff.tensors[i];
+        if (!job.b) {
+            d.name = job.a->name;
+            d.shape = job.a->shape;
+            d.only_in_a = true;
+            return;
         }
-    };
-    unsigned n = threads ? threads : std::max(1u, std::thread::hardware_concurrency());
-    n = static_cast<unsigned>(std::min<std::size_t>(n, std::max<std::size_t>(jobs.size(), 1)));
-    if (n <= 1) {
-        work();
-    } else {
-        std::vector<std::thread> pool;
-        for (unsigned i = 0; i < n; ++i) pool.emplace_back(work);
-        for (auto& t : pool) t.join();
-    }
-    if (error) std::rethrow_exception(error);
+        if (!job.a) {
+            d.name = job.b->name;
+            d.shape = job.b->shape;
+            d.only_in_b = true;
+            return;
+        }
+        if (job.a->is_broadcast_view() || job.b->is_broadcast_view()) {
+            d.name = job.a->name;
+            d.shape = job.a->shape;
+            d.note = "a view repeating a much smaller storage (stride 0): not compared";
+            return;
+        }
+        if (!io::dtype_is_floating(job.a->dtype) || !io::dtype_is_floating(job.b->dtype)) {
+            d.name = job.a->name;
+            d.shape = job.a->shape;
+            if (job.a->shape != job.b->shape) d.shape_b = job.b->shape;
+            d.note = "not floating point (" + std::string(io::dtype_name(job.a->dtype)) + " / " + std::string(io::dtype_name(job.b->dtype)) + ")";
+            return;
+        }
+        d = diff_tensors(job.a->name, a.data(*job.a), b.data(*job.b), q);
+        if (job.b->name != job.a->name) d.note = "B names it " + job.b->name;
+        if (d.compared) tracker.advance(job.a->nbytes() + job.b->nbytes(), d.name);
+    });
 
     auto& s = diff.totals;
     double sa = 0, sd = 0;

@@ -13,6 +13,7 @@
 
 #include "bitfsck/analysis/report_json.hpp"
 #include "bitfsck/analysis/timeline.hpp"
+#include "bitfsck/io/atomic_write.hpp"
 
 namespace bitfsck::analysis {
 
@@ -169,22 +170,30 @@ void write_histograms(const Writer& w, hid_t loc, const std::vector<TensorStats>
 
 }  // namespace
 
-H5Report::H5Report(std::filesystem::path path, std::string tool_version)
-    : path_(std::move(path)), tmp_(path_.string() + ".tmp-" + std::to_string(::getpid())) {
+H5Report::H5Report(std::filesystem::path path, std::string tool_version) : path_(std::move(path)) {
     // Errors are reported as exceptions naming the file; HDF5's own stack dump on stderr would
     // only duplicate them in a less readable form.
     H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+    // Where the report will go is checked now, before any work is done for it.
+    std::error_code ec;
+    if (std::filesystem::is_directory(path_, ec))
+        throw H5ReportError(path_.string() + ": is a folder; name the HDF5 report's file", path_.string());
+    const std::filesystem::path folder = path_.parent_path().empty() ? std::filesystem::path(".") : path_.parent_path();
+    if (!std::filesystem::is_directory(folder, ec))
+        throw H5ReportError(path_.string() + ": cannot write the report: the folder " + folder.string() + " does not exist", path_.string());
+    if (::access(folder.c_str(), W_OK) != 0)
+        throw H5ReportError(path_.string() + ": cannot write the report: the folder " + folder.string() + " is not writable", path_.string());
+    // In memory, grown 1 MB at a time, never backed by a file: close() writes the image.
     Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
-    // STRONG: H5Fclose really closes the file (or fails), so the rename happens on a complete file.
-    if (!fapl.ok() || H5Pset_fclose_degree(fapl.get(), H5F_CLOSE_STRONG) < 0)
-        throw H5ReportError(path_.string() + ": HDF5: cannot set up file access");
-    file_ = H5Fcreate(tmp_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get());
-    if (file_ < 0) throw H5ReportError(path_.string() + ": HDF5: cannot create " + tmp_.string());
+    if (!fapl.ok() || H5Pset_fapl_core(fapl.get(), 1 << 20, 0) < 0 || H5Pset_fclose_degree(fapl.get(), H5F_CLOSE_STRONG) < 0)
+        throw H5ReportError(path_.string() + ": HDF5: cannot set up an in-memory file", path_.string());
+    file_ = H5Fcreate(path_.filename().c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get());
+    if (file_ < 0) throw H5ReportError(path_.string() + ": HDF5: cannot create the report in memory", path_.string());
     try {
         Writer w{path_.string()};
         w.attr(file_, "schema_version", std::int64_t{kJsonSchemaVersion});
         w.attr(file_, "tool", std::string(kToolName));
-        w.attr(file_, "tool_version", tool_version.empty() ? std::string(kToolVersion) : tool_version);
+        w.attr(file_, "tool_version", tool_version.empty() ? std::string(bitfsck::tool_version()) : tool_version);
     } catch (...) {
         abandon();
         throw;
@@ -194,14 +203,12 @@ H5Report::H5Report(std::filesystem::path path, std::string tool_version)
 H5Report::~H5Report() { abandon(); }
 
 H5Report::H5Report(H5Report&& other) noexcept
-    : path_(std::move(other.path_)), tmp_(std::move(other.tmp_)), file_(std::exchange(other.file_, -1)),
-      names_(std::move(other.names_)) {}
+    : path_(std::move(other.path_)), file_(std::exchange(other.file_, -1)), names_(std::move(other.names_)) {}
 
 H5Report& H5Report::operator=(H5Report&& other) noexcept {
     if (this != &other) {
         abandon();
         path_ = std::move(other.path_);
-        tmp_ = std::move(other.tmp_);
         file_ = std::exchange(other.file_, -1);
         names_ = std::move(other.names_);
     }
@@ -210,10 +217,8 @@ H5Report& H5Report::operator=(H5Report&& other) noexcept {
 
 void H5Report::abandon() noexcept {
     if (file_ < 0) return;
-    H5Fclose(file_);
+    H5Fclose(file_);  // an in-memory file: nothing reaches the disk
     file_ = -1;
-    std::error_code ec;
-    std::filesystem::remove(tmp_, ec);
 }
 
 std::string H5Report::unique_name(std::string base) {
@@ -227,16 +232,16 @@ std::string H5Report::unique_name(std::string base) {
 void H5Report::close() {
     if (file_ < 0) return;
     hid_t f = std::exchange(file_, -1);
-    if (H5Fclose(f) < 0) {
-        std::error_code ec;
-        std::filesystem::remove(tmp_, ec);
-        throw H5ReportError(path_.string() + ": HDF5: cannot finish writing " + tmp_.string());
-    }
-    std::error_code ec;
-    std::filesystem::rename(tmp_, path_, ec);
-    if (ec) {
-        std::filesystem::remove(tmp_, ec);
-        throw H5ReportError(path_.string() + ": cannot rename the finished report into place: " + ec.message());
+    const bool flushed = H5Fflush(f, H5F_SCOPE_GLOBAL) >= 0;
+    const ssize_t size = flushed ? H5Fget_file_image(f, nullptr, 0) : -1;
+    std::string image(size > 0 ? static_cast<std::size_t>(size) : 0, '\0');
+    const bool copied = size > 0 && H5Fget_file_image(f, image.data(), image.size()) == size;
+    H5Fclose(f);
+    if (!copied) throw H5ReportError(path_.string() + ": HDF5: cannot finish the report", path_.string());
+    try {
+        io::write_file_atomically(path_, image);
+    } catch (const Error& e) {
+        throw H5ReportError(e.what(), path_.string());
     }
 }
 

@@ -11,10 +11,6 @@ using nlohmann::ordered_json;
 
 namespace {
 
-ordered_json tool_json(std::string_view version) {
-    return ordered_json{{"name", std::string(kToolName)},
-                        {"version", std::string(version.empty() ? kToolVersion : version)}};
-}
 
 ordered_json optional_int(const std::optional<std::int64_t>& v) { return v ? ordered_json(*v) : ordered_json(nullptr); }
 ordered_json optional_layer(const std::optional<int>& v) { return v ? ordered_json(*v) : ordered_json(nullptr); }
@@ -129,9 +125,7 @@ ordered_json to_json(const TensorStats& t, bool include_histograms) {
 }
 
 ordered_json to_json(const ScanReport& r, bool include_histograms, std::string_view tool_version) {
-    ordered_json j;
-    j["schema_version"] = kJsonSchemaVersion;
-    j["tool"] = tool_json(tool_version);
+    ordered_json j = json_document(kJsonSchemaVersion, tool_version);
     j["file"] = r.file;
     j["file_size"] = r.file_size;
     j["content_hash"] = r.content_hash;
@@ -176,9 +170,7 @@ ordered_json to_json(const ScanReport& r, bool include_histograms, std::string_v
 }
 
 ordered_json to_json(const Timeline& t, std::string_view tool_version) {
-    ordered_json j;
-    j["schema_version"] = kJsonSchemaVersion;
-    j["tool"] = tool_json(tool_version);
+    ordered_json j = json_document(kJsonSchemaVersion, tool_version);
     j["quantizer"] = std::string(quantizer_name(t.quantizer));
     j["thresholds"] = thresholds_to_json(t.thresholds);
     j["onset_step"] = optional_int(t.onset_step);
@@ -190,6 +182,9 @@ ordered_json to_json(const Timeline& t, std::string_view tool_version) {
     j["last_before_collapse_file"] = t.last_before_collapse_step ? ordered_json(t.last_before_collapse_file) : ordered_json(nullptr);
     j["final_verdict"] = std::string(verdict_name(t.final_verdict));
     j["reasons"] = findings_json(t.reasons);
+    ordered_json skipped = ordered_json::array();
+    for (const auto& s : t.skipped) skipped.push_back(ordered_json{{"file", s.file}, {"reason", s.reason}});
+    j["skipped"] = std::move(skipped);
 
     ordered_json onsets = ordered_json::array();
     for (const auto& o : t.role_onsets)
@@ -225,9 +220,7 @@ ordered_json to_json(const Timeline& t, std::string_view tool_version) {
 }
 
 ordered_json to_json(const CheckpointDiff& d, std::string_view tool_version) {
-    ordered_json j;
-    j["schema_version"] = kJsonSchemaVersion;
-    j["tool"] = tool_json(tool_version);
+    ordered_json j = json_document(kJsonSchemaVersion, tool_version);
     j["file_a"] = d.file_a;
     j["file_b"] = d.file_b;
     j["quantizer"] = std::string(quantizer_name(d.quantizer));

@@ -3,14 +3,12 @@
 #include <xxhash.h>
 
 #include "bitfsck/io/checkpoint_files.hpp"
+#include "bitfsck/io/parallel.hpp"
 #include "bitfsck/io/shard_index.hpp"
 
 #include <algorithm>
-#include <exception>
 #include <memory>
-#include <mutex>
 #include <numeric>
-#include <thread>
 #include <vector>
 
 namespace bitfsck::analysis {
@@ -85,83 +83,6 @@ SecuritySummary summarize(const io::SecurityFinding& f) {
     return s;
 }
 
-// Work items pulled from one atomic counter by every worker; biggest first so that two cores
-// are not left waiting on one large embedding at the end. Item `hash_item` hashes the file.
-class ScanWork {
-public:
-    ScanWork(const io::Checkpoint& ckpt, const ScanOptions& options, std::vector<const io::TensorEntry*> entries)
-        : ckpt_(ckpt), options_(options), entries_(std::move(entries)), results_(entries_.size()) {
-        for (const auto* e : entries_) total_ += e->nbytes();
-        order_.resize(entries_.size());
-        std::iota(order_.begin(), order_.end(), std::size_t{0});
-        std::stable_sort(order_.begin(), order_.end(),
-                         [&](std::size_t a, std::size_t b) { return entries_[a]->nbytes() > entries_[b]->nbytes(); });
-        if (options_.content_hash) order_.insert(order_.begin(), kHashItem);
-    }
-
-    void run(unsigned threads) {
-        threads = std::max(1u, std::min<unsigned>(threads, static_cast<unsigned>(std::max<std::size_t>(order_.size(), 1))));
-        std::vector<std::thread> pool;
-        for (unsigned i = 1; i < threads; ++i) pool.emplace_back([this] { work(); });
-        work();
-        for (auto& t : pool) t.join();
-        if (error_) std::rethrow_exception(error_);
-        if (cancelled()) throw Cancelled();
-    }
-
-    std::vector<TensorStats> take_results() { return std::move(results_); }
-    std::string take_hash() { return std::move(hash_); }
-
-private:
-    static constexpr std::size_t kHashItem = static_cast<std::size_t>(-1);
-
-    bool cancelled() const { return options_.cancel && options_.cancel->load(std::memory_order_relaxed); }
-
-    void work() {
-        while (!stop_.load(std::memory_order_relaxed)) {
-            if (cancelled()) {
-                stop_ = true;
-                return;
-            }
-            std::size_t k = next_.fetch_add(1, std::memory_order_relaxed);
-            if (k >= order_.size()) return;
-            try {
-                run_item(order_[k]);
-            } catch (...) {
-                std::lock_guard<std::mutex> lock(error_mutex_);
-                if (!error_) error_ = std::current_exception();
-                stop_ = true;
-            }
-        }
-    }
-
-    void run_item(std::size_t index) {
-        if (index == kHashItem) {
-            hash_ = content_hash(ckpt_);
-            return;
-        }
-        const io::TensorEntry& e = *entries_[index];
-        io::TensorData data = ckpt_.data(e);
-        results_[index] = analyze_tensor(e.name, data, options_.analysis);
-        if (ckpt_.sharded()) results_[index].shard = e.shard;
-        std::uint64_t done = done_.fetch_add(e.nbytes(), std::memory_order_relaxed) + e.nbytes();
-        if (options_.progress) options_.progress(done, total_, e.name);
-    }
-
-    const io::Checkpoint& ckpt_;
-    const ScanOptions& options_;
-    std::vector<const io::TensorEntry*> entries_;
-    std::vector<TensorStats> results_;
-    std::vector<std::size_t> order_;
-    std::string hash_;
-    std::uint64_t total_ = 0;
-    std::atomic<std::uint64_t> done_{0};
-    std::atomic<std::size_t> next_{0};
-    std::atomic<bool> stop_{false};
-    std::mutex error_mutex_;
-    std::exception_ptr error_;
-};
-
 }  // namespace
 
 ScanReport scan_checkpoint(const io::Checkpoint& checkpoint, const ScanOptions& options) {
@@ -181,15 +102,38 @@ ScanReport scan_checkpoint(const io::Checkpoint& checkpoint, const ScanOptions& 
 
     std::vector<const io::TensorEntry*> entries;
     for (const io::TensorEntry* e : checkpoint.state_dict_tensors()) {
-        if (io::dtype_is_floating(e->dtype)) entries.push_back(e);
+        if (!options.selection.is_default() && !explicit_selection_matches(options.selection, e->name)) continue;
+        if (e->is_broadcast_view())
+            report.undecoded.push_back(e->name + ": a view of " + std::to_string(e->numel()) + " elements repeating a storage of " +
+                                       std::to_string(e->storage_nbytes) + " bytes (stride 0): not scanned");
+        else if (io::dtype_is_floating(e->dtype)) entries.push_back(e);
         else if (e->encoding == io::TensorEncoding::Opaque) report.undecoded.push_back(e->name + ": " + e->packed.note);
     }
 
-    unsigned threads = options.threads ? options.threads : std::max(1u, std::thread::hardware_concurrency());
-    ScanWork work(checkpoint, options, std::move(entries));
-    work.run(threads);
-    report.tensors = work.take_results();
-    if (options.content_hash) report.content_hash = work.take_hash();
+    // Items for the worker pool, biggest first so that two cores are not left waiting on one
+    // large embedding at the end; hashing the file is one more item.
+    constexpr std::size_t kHashItem = static_cast<std::size_t>(-1);
+    std::uint64_t total = 0;
+    for (const auto* e : entries) total += e->nbytes();
+    std::vector<std::size_t> order(entries.size());
+    std::iota(order.begin(), order.end(), std::size_t{0});
+    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return entries[a]->nbytes() > entries[b]->nbytes(); });
+    if (options.content_hash) order.insert(order.begin(), kHashItem);
+
+    ProgressTracker progress(options.progress, ProgressUnit::Bytes, total);
+    report.tensors.resize(entries.size());
+    parallel_for(order.size(), options.threads, [&](std::size_t k) {
+        progress.check();
+        if (order[k] == kHashItem) {
+            report.content_hash = content_hash(checkpoint);
+            return;
+        }
+        const io::TensorEntry& e = *entries[order[k]];
+        TensorStats& stats = report.tensors[order[k]];
+        stats = analyze_tensor(e.name, checkpoint.data(e), options.analysis);
+        if (checkpoint.sharded()) stats.shard = e.shard;
+        progress.advance(e.nbytes(), e.name);
+    });
     judge(report);
     return report;
 }

@@ -53,12 +53,12 @@ MetricsTimeline read_training_metrics(const std::filesystem::path& file, const T
         if (line.empty()) continue;
         const std::string where = file.string() + ":" + std::to_string(line_no);
         auto j = nlohmann::json::parse(line, nullptr, false);
-        if (j.is_discarded() || !j.is_object()) throw TimelineError(where + ": not a JSON object (is this a finetune metrics file?)");
-        if (!j.contains("step") || !j["step"].is_number_integer()) throw TimelineError(where + ": no integer \"step\"");
+        if (j.is_discarded() || !j.is_object()) throw io::FormatError(where, "not a JSON object (is this a finetune metrics file?)");
+        if (!j.contains("step") || !j["step"].is_number_integer()) throw io::FormatError(where, "no integer \"step\"");
         MetricsPoint p;
         p.step = j["step"].get<std::int64_t>();
         if (!t.points.empty() && p.step <= t.points.back().step)
-            throw TimelineError(where + ": step " + std::to_string(p.step) + " does not follow step " + std::to_string(t.points.back().step));
+            throw io::FormatError(where, "step " + std::to_string(p.step) + " does not follow step " + std::to_string(t.points.back().step));
         p.loss = number(j, "loss");
         p.val_loss = number(j, "val_loss");
         p.grad_norm = number(j, "grad_norm");
@@ -88,7 +88,7 @@ MetricsTimeline read_training_metrics(const std::filesystem::path& file, const T
         if (p.val_loss && (!t.best_val_loss || *p.val_loss < *t.best_val_loss)) t.best_val_loss = p.val_loss, t.best_val_step = p.step;
         t.points.push_back(std::move(p));
     }
-    if (t.points.empty()) throw TimelineError(file.string() + ": no metrics lines");
+    if (t.points.empty()) throw io::FormatError(file.string(), "no metrics lines");
     t.final_verdict = t.points.back().verdict;
     return t;
 }

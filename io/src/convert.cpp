@@ -12,6 +12,7 @@
 #include "bitfsck/io/bit2.hpp"
 #include "bitfsck/io/error.hpp"
 #include "bitfsck/io/gguf.hpp"
+#include "bitfsck/io/json_document.hpp"
 #include "bitfsck/io/pt_writer.hpp"
 #include "bitfsck/io/safetensors_writer.hpp"
 #include "bitfsck/io/shard_writer.hpp"
@@ -70,12 +71,6 @@ bool is_pack_candidate(const TensorEntry& e) {
     if (e.shape.size() != 2 || !dtype_is_floating(e.dtype)) return false;
     const TensorPlace place = place_of(e.name);
     return place.is_weight && (role_is_ternary_matrix(place.role) || place.role == Role::Other);
-}
-
-std::string shape_text(const std::vector<std::int64_t>& s) {
-    std::string o = "[";
-    for (std::size_t i = 0; i < s.size(); ++i) o += (i ? ", " : "") + std::to_string(s[i]);
-    return o + "]";
 }
 
 // A tensor on its way out: plain bytes of a dtype, or a ternary view.
@@ -376,9 +371,14 @@ ConvertReport convert_checkpoint(const Checkpoint& c, const fs::path& out, const
     report.tensors.reserve(sd.size());
     std::vector<Item> items;
     std::vector<std::string> refused;
+    ProgressTracker progress(o.progress, ProgressUnit::Tensors, sd.size());
     for (const TensorEntry* e : sd) {
+        progress.advance(1, e->name);
         if (e->encoding == TensorEncoding::Opaque)
             throw FormatError(in.string(), "tensor '" + e->name + "' cannot be converted: " + e->packed.note);
+        if (e->is_broadcast_view())
+            throw FormatError(in.string(), e->name, "is a view of " + std::to_string(e->numel()) + " elements repeating a much smaller storage "
+                                                    "(stride 0): written out it would not fit; not converted");
         ConvertedTensor& r = report.tensors.emplace_back();
         r.name = e->name;
         r.shape = e->shape;
@@ -446,11 +446,39 @@ ConvertReport convert_checkpoint(const Checkpoint& c, const fs::path& out, const
         if (refused.size() > 3) msg += "; and " + std::to_string(refused.size() - 3) + " more";
         throw ConvertRefused(msg);
     }
+    progress.check(true);  // the last chance to stop: nothing is written yet
     // One report row per item, in the same order; the rows no longer move.
     for (std::size_t i = 0; i < items.size(); ++i) items[i].report = &report.tensors[i];
     if (is_gguf(o.target)) write_gguf_output(c, items, o, in, out, report);
     else write_other_output(c, items, o, in, out);
     return report;
+}
+
+nlohmann::ordered_json to_json(const ConvertReport& r) {
+    nlohmann::ordered_json j = json_document(1);
+    j["command"] = "convert";
+    j["output"] = r.output.string();
+    j["target"] = std::string(convert_target_name(r.target));
+    if (!r.gguf_architecture.empty()) j["gguf_architecture"] = r.gguf_architecture;
+    j["packed"] = r.packed;
+    j["quantized"] = r.quantized;
+    j["stored_unpacked"] = r.stored_unpacked;
+    j["notes"] = r.notes;
+    j["tensors"] = nlohmann::ordered_json::array();
+    for (const auto& t : r.tensors) {
+        nlohmann::ordered_json tj{{"name", t.name}, {"output_name", t.output_name}, {"shape", t.shape}, {"stored_as", t.stored_as},
+                                  {"packed", t.packed}, {"quantized", t.quantized}};
+        if (t.packed) {
+            tj["fractions"] = {{"neg", t.fractions[0]}, {"zero", t.fractions[1]}, {"pos", t.fractions[2]}};
+            if (t.scale) tj["scale"] = *t.scale;
+            tj["scales"] = t.scales;
+            if (is_gguf(r.target)) tj["scale_rounding"] = t.scale_rounding;
+        }
+        if (t.quantized) tj["quantizer_loss"] = {{"relative_l2", t.loss.relative_l2}, {"changed", t.loss.changed}};
+        if (!t.note.empty()) tj["note"] = t.note;
+        j["tensors"].push_back(std::move(tj));
+    }
+    return j;
 }
 
 }  // namespace bitfsck::io

@@ -7,6 +7,8 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "bitfsck/io/json_document.hpp"
+
 namespace bitfsck::io {
 namespace {
 
@@ -252,8 +254,7 @@ std::string render_tree(const TreeNode& root) {
 }
 
 nlohmann::ordered_json inspect_json(const Checkpoint& c, const TreeLimits& limits) {
-    nlohmann::ordered_json j;
-    j["schema_version"] = 1;
+    nlohmann::ordered_json j = json_document(1);
     j["file"] = c.path().string();
     j["file_size"] = c.total_size();
     j["format"] = std::string(format_name(c.format()));
@@ -268,10 +269,11 @@ nlohmann::ordered_json inspect_json(const Checkpoint& c, const TreeLimits& limit
     j["state_dict_path"] = c.state_dict_path() ? nlohmann::ordered_json(*c.state_dict_path()) : nlohmann::ordered_json();
     auto step = c.step();
     j["step"] = step ? nlohmann::ordered_json(*step) : nlohmann::ordered_json();
-    j["security_findings"] = nlohmann::ordered_json::array();
+    // The same key and fields as a scan report's (docs/scan.schema.json "security").
+    j["security"] = nlohmann::ordered_json::array();
     for (const auto& f : c.findings())
-        j["security_findings"].push_back({{"global", f.global}, {"severity", severity_name(f.severity)}, {"called", f.called},
-                                          {"pickle_offset", f.offset}, {"reason", f.reason}});
+        j["security"].push_back({{"global", f.global}, {"severity", severity_name(f.severity)}, {"offset", f.offset},
+                                 {"called", f.called}, {"reason", f.reason}});
     if (!c.metadata().empty()) {
         j["metadata"] = nlohmann::ordered_json::object();
         for (const auto& [k, v] : c.metadata()) j["metadata"][k] = v;

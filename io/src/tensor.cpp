@@ -274,6 +274,13 @@ std::uint64_t TensorEntry::stored_nbytes() const {
     return encoding == TensorEncoding::Plain ? nbytes() : packed.nbytes;
 }
 
+bool TensorEntry::is_broadcast_view() const {
+    if (encoding != TensorEncoding::Plain) return false;
+    const std::uint64_t elements = static_cast<std::uint64_t>(numel());
+    const std::uint64_t stored = storage_nbytes / std::max<std::size_t>(dtype_size(dtype), 1);
+    return elements > (std::uint64_t(1) << 26) && elements > 64 * std::max<std::uint64_t>(stored, 1);
+}
+
 bool TensorEntry::is_contiguous() const {
     // An empty stride list stands for the row-major layout (what safetensors implies).
     if (stride.empty()) return true;

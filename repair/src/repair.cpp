@@ -6,15 +6,16 @@
 #include <cstring>
 #include <exception>
 #include <map>
-#include <mutex>
-#include <thread>
 
 #include "bitfsck/analysis/layers.hpp"
 #include "bitfsck/analysis/median.hpp"
+#include "bitfsck/analysis/run.hpp"
 #include "bitfsck/analysis/timeline.hpp"
 #include "bitfsck/io/atomic_write.hpp"
 #include "bitfsck/io/checkpoint_files.hpp"
 #include "bitfsck/io/error.hpp"
+#include "bitfsck/io/parallel.hpp"
+#include "bitfsck/io/progress.hpp"
 #include "bitfsck/io/pt_writer.hpp"
 #include "bitfsck/io/safetensors_writer.hpp"
 #include "bitfsck/io/shard_writer.hpp"
@@ -234,7 +235,7 @@ analysis::ScanOptions scan_options(const RepairOptions& options) {
     so.analysis.quantizer = options.quantizer;
     so.thresholds = options.thresholds;
     so.threads = options.threads;
-    so.cancel = options.cancel;
+    so.progress = options.progress;  // the scans before and after report (and stop) like the steps
     return so;
 }
 
@@ -321,45 +322,22 @@ RepairLog repair_checkpoint(const fs::path& input_path, const fs::path& output, 
 
     // Tensors are independent: workers take them in turn; results land in their own slots, so the
     // output does not depend on the number of threads.
-    std::atomic<std::size_t> next{0};
-    std::atomic<std::uint64_t> done{0};
-    std::mutex error_mutex;
-    std::exception_ptr error;
-    std::string error_tensor;
-    auto worker = [&] {
-        for (std::size_t i = next++; i < work.size(); i = next++) {
-            if (options.cancel && options.cancel->load()) return;
-            {
-                std::lock_guard lock(error_mutex);
-                if (error) return;
-            }
-            try {
-                apply_step(input, before, reference ? &*reference : nullptr, options, work[i]);
-            } catch (...) {
-                std::lock_guard lock(error_mutex);
-                if (!error) { error = std::current_exception(); error_tensor = work[i].entry->name; }
-                return;
-            }
-            const std::uint64_t d = done += work[i].entry->nbytes();
-            if (options.progress) options.progress(d, total, std::string(step_name(options.step.kind)) + " " + work[i].entry->name);
-        }
-    };
-    unsigned threads = options.threads ? options.threads : std::max(1u, std::thread::hardware_concurrency());
-    threads = static_cast<unsigned>(std::min<std::size_t>(threads, work.size()));
-    std::vector<std::thread> pool;
-    for (unsigned i = 1; i < threads; ++i) pool.emplace_back(worker);
-    worker();
-    for (auto& th : pool) th.join();
-    if (error) {
+    ProgressTracker progress(options.progress, ProgressUnit::Bytes, total);
+    parallel_for(work.size(), options.threads, [&](std::size_t i) {
+        progress.check();
         try {
-            std::rethrow_exception(error);
+            apply_step(input, before, reference ? &*reference : nullptr, options, work[i]);
+        } catch (const Cancelled&) {
+            throw;
+        } catch (const Error& e) {
+            throw Error(input_path.string() + ": " + work[i].entry->name + ": " + e.what(), e.kind(), input_path.string(), work[i].entry->name);
         } catch (const std::exception& e) {
-            throw Error(input_path.string() + ": " + error_tensor + ": " + e.what());
+            throw Error(input_path.string() + ": " + work[i].entry->name + ": " + e.what(), ErrorKind::Other, input_path.string(),
+                        work[i].entry->name);
         }
-    }
-    if (options.cancel && options.cancel->load()) throw analysis::Cancelled();
-
-    if (options.progress) options.progress(total, total, "writing " + output.string());
+        progress.advance(work[i].entry->nbytes(), std::string(step_name(options.step.kind)) + " " + work[i].entry->name);
+    });
+    progress.check(true);
     write_output(input, output, work, options, inputs, log);
 
     // Judge the output by what is in the file, not by the steps' own bookkeeping.
@@ -408,18 +386,34 @@ TensorPreview preview_repair(const io::Checkpoint& input, const analysis::ScanRe
     return preview;
 }
 
+namespace {
+
+// A checkpoint copied whole to a new name, atomically: a file, or a sharded model's folder.
+void copy_checkpoint(const fs::path& from, const fs::path& to) {
+    std::error_code ec;
+    if (fs::is_directory(from, ec)) {
+        io::replace_folder_atomically(to, [&](const fs::path& tmp) {
+            fs::copy(from, tmp, fs::copy_options::recursive | fs::copy_options::overwrite_existing, ec);
+            if (ec) throw io::OutputError(to.string(), "cannot copy " + from.string() + ": " + ec.message());
+        });
+        return;
+    }
+    io::replace_atomically(to, [&](const fs::path& tmp) {
+        fs::copy_file(from, tmp, fs::copy_options::overwrite_existing, ec);
+        if (ec) throw io::OutputError(to.string(), "cannot copy " + from.string() + ": " + ec.message());
+    });
+}
+
+}  // namespace
+
 RepairLog pick_checkpoint(const std::vector<std::string>& run_inputs, const fs::path& output, const PickOptions& options) {
     const auto t0 = std::chrono::steady_clock::now();
     const std::vector<fs::path> files = io::expand_checkpoint_inputs(run_inputs);
-    if (files.empty()) throw Error("pick: no checkpoint files in " + (run_inputs.empty() ? std::string("the input") : run_inputs.front()));
     io::ensure_not_an_input(output, files);
     io::ensure_not_an_input(repair_log_path(output), files);
-    std::vector<analysis::ScanReport> reports;
-    for (const fs::path& f : files) {
-        const io::Checkpoint c = io::Checkpoint::open(f);
-        reports.push_back(analysis::scan_checkpoint(c, options.scan));
-    }
-    const analysis::Timeline timeline = analysis::build_timeline(std::move(reports));
+    analysis::RunScanOptions ro;
+    ro.scan = options.scan;
+    const analysis::Timeline timeline = analysis::timeline_of(analysis::scan_run(run_inputs, ro));
 
     RepairLog log;
     log.step.kind = StepKind::Pick;
@@ -451,8 +445,9 @@ RepairLog pick_checkpoint(const std::vector<std::string>& run_inputs, const fs::
                               fs::path(timeline.onset_file).filename().string() + ")" +
                               (timeline.collapsed_step ? " and collapsed from step " + std::to_string(*timeline.collapsed_step) : std::string()));
     for (const auto& f : timeline.reasons) log.reasons.push_back(std::string(analysis::verdict_name(f.severity)) + " at the onset: " + f.message);
+    for (const auto& skipped : timeline.skipped) log.skipped.push_back(skipped.reason);
 
-    io::replace_atomically(output, [&](const fs::path& tmp) { fs::copy_file(chosen, tmp, fs::copy_options::overwrite_existing); });
+    copy_checkpoint(chosen, output);
     for (const auto& p : timeline.points) {
         if (p.step != step) continue;
         log.input_hash = p.content_hash;
@@ -468,17 +463,17 @@ RepairLog pick_checkpoint(const std::vector<std::string>& run_inputs, const fs::
     return log;
 }
 
-ReplayResult replay_repair(const fs::path& log_file, const fs::path& output, const analysis::ProgressFn& progress) {
+ReplayResult replay_repair(const fs::path& log_file, const fs::path& output, const ProgressCallback& progress) {
     nlohmann::json j;
     try {
         const io::MappedFile f(log_file);
         const auto bytes = f.bytes(0, f.size(), "repair log");
         j = nlohmann::json::parse(reinterpret_cast<const char*>(bytes.data()), reinterpret_cast<const char*>(bytes.data()) + bytes.size());
     } catch (const nlohmann::json::exception& e) {
-        throw Error(log_file.string() + ": not a repair log: " + e.what());
+        throw Error(log_file.string() + ": not a repair log: " + e.what(), ErrorKind::Unreadable, log_file.string());
     }
     auto need = [&](const char* key) -> const nlohmann::json& {
-        if (!j.contains(key)) throw Error(log_file.string() + ": not a repair log: no '" + key + "'");
+        if (!j.contains(key)) throw Error(log_file.string() + ": not a repair log: no '" + key + "'", ErrorKind::Unreadable, log_file.string());
         return j.at(key);
     };
     try {
@@ -492,11 +487,12 @@ ReplayResult replay_repair(const fs::path& log_file, const fs::path& output, con
         {
             const std::string actual = analysis::content_hash_of(input);
             if (actual != input_hash)
-                throw Error(input.string() + ": changed since the repair was logged (" + actual + ", the log says " + input_hash + ")");
+                throw Error(input.string() + ": changed since the repair was logged (" + actual + ", the log says " + input_hash + ")",
+                            ErrorKind::Unreadable, input.string());
         }
         if (step.kind == StepKind::Pick) {
             io::ensure_not_an_input(output, {input});
-            io::replace_atomically(output, [&](const fs::path& tmp) { fs::copy_file(input, tmp, fs::copy_options::overwrite_existing); });
+            copy_checkpoint(input, output);
             result.log.step = step;
             result.log.input = input.string();
             result.log.input_hash = input_hash;
@@ -516,14 +512,15 @@ ReplayResult replay_repair(const fs::path& log_file, const fs::path& output, con
             if (j.contains("like") && !j["like"].is_null()) {
                 options.like = j["like"].get<std::string>();
                 if (analysis::content_hash_of(*options.like) != j.at("like_hash").get<std::string>())
-                    throw Error(options.like->string() + ": the reference changed since the repair was logged");
+                    throw Error(options.like->string() + ": the reference changed since the repair was logged", ErrorKind::Unreadable,
+                                options.like->string());
             }
             result.log = repair_checkpoint(input, output, options);
         }
         result.identical = result.log.output_hash == result.expected_hash;
         return result;
     } catch (const nlohmann::json::exception& e) {
-        throw Error(log_file.string() + ": bad repair log: " + e.what());
+        throw Error(log_file.string() + ": bad repair log: " + e.what(), ErrorKind::Unreadable, log_file.string());
     }
 }
 

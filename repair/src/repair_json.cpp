@@ -4,6 +4,7 @@
 #include "bitfsck/analysis/thresholds.hpp"
 #include "bitfsck/analysis/timeline.hpp"
 #include "bitfsck/io/atomic_write.hpp"
+#include "bitfsck/io/json_document.hpp"
 
 namespace bitfsck::repair {
 namespace {
@@ -152,14 +153,14 @@ TensorSelection selection_from_json(const json& j) {
 }
 
 ordered_json to_json(const RepairLog& log) {
-    ordered_json j;
-    j["schema_version"] = log.schema_version;
-    j["tool"] = "bitfsck";
+    ordered_json j = json_document(log.schema_version);
+    j["command"] = "repair";
     j["step"] = to_json(log.step);
     j["input"] = log.input;
     j["input_hash"] = log.input_hash;
     if (log.run) j["run"] = *log.run;
     if (!log.reasons.empty()) j["reasons"] = log.reasons;
+    if (!log.skipped.empty()) j["skipped"] = log.skipped;
     j["like"] = log.like ? ordered_json(*log.like) : ordered_json(nullptr);
     j["like_hash"] = log.like_hash ? ordered_json(*log.like_hash) : ordered_json(nullptr);
     j["output"] = log.output;

@@ -1,6 +1,8 @@
 // resurrection.json: one place for the log's JSON form, read back for resuming and replaying.
 #include "bitfsck/repair/resurrect.hpp"
 
+#include "bitfsck/io/json_document.hpp"
+
 namespace bitfsck::repair {
 using ojson = nlohmann::ordered_json;
 
@@ -62,9 +64,8 @@ Measurement measurement_from(const nlohmann::json& j) {
 }  // namespace
 
 ojson to_json(const ResurrectionLog& log) {
-    ojson j;
-    j["schema_version"] = log.schema_version;
-    j["tool"] = "bitfsck resurrect";
+    ojson j = json_document(log.schema_version);
+    j["command"] = "resurrect";
     j["complete"] = log.complete;
     j["recipe"] = to_json(log.recipe);
     j["seed"] = log.recipe.seed;

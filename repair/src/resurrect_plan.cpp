@@ -6,10 +6,12 @@
 #include <set>
 
 #include "bitfsck/analysis/layers.hpp"
+#include "bitfsck/analysis/run.hpp"
 #include "bitfsck/analysis/scan.hpp"
 #include "bitfsck/analysis/timeline.hpp"
 #include "bitfsck/io/atomic_write.hpp"
 #include "bitfsck/io/checkpoint_files.hpp"
+#include "bitfsck/io/json_document.hpp"
 #include "bitfsck/io/pt_writer.hpp"
 #include "bitfsck/io/shard_writer.hpp"
 #include "bitfsck/io/safetensors_writer.hpp"
@@ -96,13 +98,10 @@ ojson original_optimizer_settings(const io::Checkpoint& ck, double lr, std::vect
 }  // namespace
 
 Recipe plan_resurrection(const std::vector<std::string>& inputs, const PlanOptions& options) {
-    const std::vector<fs::path> files = io::expand_checkpoint_inputs(inputs);
-    if (files.empty()) throw Error("plan: no checkpoint files in " + (inputs.empty() ? std::string("the input") : inputs.front()));
-    analysis::ScanOptions so;
-    so.thresholds = options.thresholds;
-    std::vector<analysis::ScanReport> reports;
-    for (const fs::path& f : files) reports.push_back(analysis::scan_checkpoint(io::Checkpoint::open(f), so));
-    const analysis::Timeline tl = analysis::build_timeline(std::move(reports));
+    analysis::RunScanOptions so;
+    so.scan.thresholds = options.thresholds;
+    so.scan.progress = options.progress;
+    const analysis::Timeline tl = analysis::timeline_of(analysis::scan_run(inputs, so));
 
     Recipe r;
     for (const auto& p : tl.points) r.inputs.push_back(p.file);
@@ -140,9 +139,14 @@ Recipe plan_resurrection(const std::vector<std::string>& inputs, const PlanOptio
         std::string layers;
         for (int l : sick_layers) layers += (layers.empty() ? "" : ",") + std::to_string(l);
         r.diagnosis.push_back("not healthy in the latest checkpoint: " + names + " (layers " + layers + ")");
-        for (const auto& f : tl.reasons)
-            if (r.diagnosis.size() < 8) r.diagnosis.push_back("  " + f.message);
+        // The latest checkpoint's own findings (the onset's are history), and how many were left out.
+        constexpr std::size_t kShown = 6;
+        for (std::size_t i = 0; i < latest.findings.size() && i < kShown; ++i) r.diagnosis.push_back("  " + latest.findings[i].message);
+        if (latest.findings.size() > kShown)
+            r.diagnosis.push_back("  … and " + std::to_string(latest.findings.size() - kShown) + " more findings (bitfsck scan " +
+                                  fs::path(latest.file).filename().string() + " lists them all)");
     }
+    for (const auto& skipped : tl.skipped) r.skipped.push_back(skipped.reason);
 
     ojson roles = ojson::array();
     for (auto role : sick_roles) roles.push_back(std::string(analysis::role_name(role)));
@@ -199,12 +203,13 @@ Recipe plan_resurrection(const std::vector<std::string>& inputs, const PlanOptio
 }
 
 ojson to_json(const Recipe& r) {
-    ojson j;
-    j["schema_version"] = r.schema_version;
+    ojson j = json_document(r.schema_version);
+    j["command"] = "plan";
     j["inputs"] = r.inputs;
     j["latest"] = r.latest;
     j["last_healthy"] = r.last_healthy ? ojson(*r.last_healthy) : ojson(nullptr);
     j["diagnosis"] = r.diagnosis;
+    if (!r.skipped.empty()) j["skipped"] = r.skipped;
     ojson stages = ojson::array();
     for (const auto& s : r.stages) stages.push_back({{"stage", stage_name(s.kind)}, {"params", s.params}, {"reason", s.reason}});
     j["stages"] = stages;
@@ -231,6 +236,7 @@ Recipe recipe_from_json(const nlohmann::json& j, const std::string& origin) {
         r.latest = j.at("latest").get<std::string>();
         if (j.contains("last_healthy") && j["last_healthy"].is_string()) r.last_healthy = j["last_healthy"].get<std::string>();
         if (j.contains("diagnosis")) r.diagnosis = j["diagnosis"].get<std::vector<std::string>>();
+        if (j.contains("skipped")) r.skipped = j["skipped"].get<std::vector<std::string>>();
         for (const auto& s : j.at("stages")) {
             RecipeStage st;
             st.kind = parse_stage_kind(s.at("stage").get<std::string>());

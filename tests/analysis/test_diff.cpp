@@ -124,10 +124,11 @@ TEST_CASE("two checkpoints on disk are matched by tensor name", "[diff][files]")
     auto b = io::Checkpoint::open(tmp / "b.safetensors");
     std::uint64_t last_done = 0, last_total = 0;
     std::mutex m;
-    CheckpointDiff d = diff_checkpoints(a, b, Quantizer::BitNet, 2, [&](std::uint64_t done, std::uint64_t total, const std::string&) {
+    CheckpointDiff d = diff_checkpoints(a, b, Quantizer::BitNet, 2, [&](const Progress& p) {
         std::lock_guard lock(m);
-        last_done = std::max(last_done, done);
-        last_total = total;
+        last_done = std::max(last_done, p.done);
+        last_total = p.total;
+        return true;
     });
     REQUIRE(d.tensors.size() == 4);
     CHECK(d.tensors[0].name == "layers.0.mlp.up_proj.weight");

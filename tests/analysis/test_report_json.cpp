@@ -83,7 +83,7 @@ TEST_CASE("scan report JSON has the documented top level", "[report_json]") {
                                            "notes", "warnings", "non_finite", "findings", "security", "layers", "tensors"});
     CHECK(j["schema_version"] == 1);
     CHECK(j["tool"]["name"] == "bitfsck");
-    CHECK(j["tool"]["version"] == std::string(kToolVersion));
+    CHECK(j["tool"]["version"] == std::string(bitfsck::tool_version()));
     CHECK(to_json(sample_report(), true, "9.9.9")["tool"]["version"] == "9.9.9");
     CHECK(j["step"] == 400);
     CHECK(j["state_dict_path"] == "model_state_dict");

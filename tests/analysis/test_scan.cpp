@@ -180,11 +180,13 @@ TEST_CASE("progress counts bytes up to the total; cancelling throws", "[scan]") 
     std::uint64_t last_done = 0, total = 0, calls = 0;
     ScanOptions o;
     o.threads = 2;
-    o.progress = [&](std::uint64_t done, std::uint64_t t, const std::string&) {
+    o.progress = [&](const Progress& p) {
         std::lock_guard<std::mutex> lock(m);
-        last_done = std::max(last_done, done);
-        total = t;
+        last_done = std::max(last_done, p.done);
+        total = p.total;
         ++calls;
+        CHECK(p.unit == ProgressUnit::Bytes);
+        return true;
     };
     ScanReport r = scan_checkpoint(ckpt, o);
     CHECK(calls == r.tensors.size());
@@ -195,7 +197,7 @@ TEST_CASE("progress counts bytes up to the total; cancelling throws", "[scan]") 
     CHECK(total == bytes);
 
     std::atomic<bool> cancel{true};
-    o.cancel = &cancel;
+    o.progress = stop_when(cancel);
     CHECK_THROWS_AS(scan_checkpoint(ckpt, o), Cancelled);
 }
 

@@ -125,7 +125,7 @@ TEST_CASE("timeline thresholds and quantizer flags are checked", "[cli][timeline
     CHECK(test::run_command(bitfsck_cmd("timeline --threshold collapsed_std " + run)).exit_code == 1);
     test::write_bytes(tmp / "t.json", "{\"collapsed_std\": ");
     CHECK(test::run_command(bitfsck_cmd("timeline --thresholds " + test::quote(tmp / "t.json") + " " + run)).exit_code == 1);
-    CHECK(test::run_command(bitfsck_cmd("timeline " + test::quote(tmp / "missing"))).exit_code == 1);
+    CHECK(test::run_command(bitfsck_cmd("timeline " + test::quote(tmp / "missing"))).exit_code == 2);  // a missing input
 
     // Under distillix (scale-invariant codes: no zeros piling up, no dead rows) with thresholds
     // that call std 1e-6 fine and switch off the relative rules, nothing collapses any more.

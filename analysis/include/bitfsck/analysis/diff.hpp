@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "bitfsck/io/error.hpp"  // first: scan.hpp uses bitfsck::Error without including it
+#include "bitfsck/io/error.hpp"
 #include "bitfsck/analysis/quantizer.hpp"
 #include "bitfsck/analysis/scan.hpp"
 #include "bitfsck/io/checkpoint.hpp"
@@ -59,9 +59,10 @@ struct CheckpointDiff {
 // absmean (the quantizer scale needs it), a second for norms, codes and dead rows.
 TensorDiff diff_tensors(const std::string& name, const io::TensorData& a, const io::TensorData& b, Quantizer q);
 
-// Every floating-point state-dict tensor matched by name. Tensors are spread over `threads`
-// workers (0: hardware concurrency); progress counts bytes of both files.
+// Every floating-point state-dict tensor matched by name (or by what the name means). Tensors are
+// spread over `threads` workers (0: every core); progress counts bytes of both files, and its
+// false return stops the diff (Cancelled).
 CheckpointDiff diff_checkpoints(const io::Checkpoint& a, const io::Checkpoint& b, Quantizer q = Quantizer::BitNet,
-                                unsigned threads = 0, const ProgressFn& progress = {});
+                                unsigned threads = 0, const ProgressCallback& progress = {}, const TensorSelection& selection = {});
 
 }  // namespace bitfsck::analysis

@@ -34,14 +34,16 @@ namespace bitfsck::analysis {
 
 struct Timeline;
 
+// The report could not be written (an output error: exit code 2), naming the report's file.
 class H5ReportError : public Error {
 public:
-    using Error::Error;
+    explicit H5ReportError(const std::string& message, std::string file = {}) : Error(message, ErrorKind::Output, std::move(file)) {}
 };
 
-// The file is written at "<path>.tmp-<pid>" and renamed onto <path> only by close(), so a crash
-// or an exception never leaves a half-written report under the final name; destroying an
-// unclosed H5Report deletes the temporary file.
+// The file is built in memory (HDF5's core driver) and written by close() as every output is,
+// to a temporary name renamed when complete: a crash, a full disk or an exception never leaves a
+// half-written report under the final name, and HDF5 never meets a failing disk itself (its
+// error paths there can crash). Destroying an unclosed H5Report writes nothing.
 class H5Report {
 public:
     explicit H5Report(std::filesystem::path path, std::string tool_version = {});
@@ -57,17 +59,16 @@ public:
     // Returns the group name ("timeline", made unique the same way).
     std::string add_timeline(const Timeline& timeline);
 
-    // Closes the file and renames it onto path(). Throws H5ReportError naming the file.
+    // Writes the report to path() (atomically) and closes it. Throws H5ReportError naming the file.
     void close();
     bool is_open() const { return file_ >= 0; }
     const std::filesystem::path& path() const { return path_; }
-    const std::filesystem::path& temporary_path() const { return tmp_; }
 
 private:
     std::string unique_name(std::string base);
     void abandon() noexcept;
 
-    std::filesystem::path path_, tmp_;
+    std::filesystem::path path_;
     std::int64_t file_ = -1;  // hid_t (int64_t since HDF5 1.10), kept out of this header
     std::set<std::string> names_;
 };

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bitfsck/analysis/report.hpp"
+#include "bitfsck/io/json_document.hpp"
 
 namespace bitfsck::analysis {
 
@@ -16,10 +17,9 @@ struct CheckpointDiff;
 
 // Bumped whenever a key is renamed or removed or its meaning changes; adding keys does not bump it.
 inline constexpr int kJsonSchemaVersion = 1;
-inline constexpr std::string_view kToolName = "bitfsck";
-// Fallback when the caller does not pass its own version; the CLI passes BITFSCK_VERSION, which
-// CMake takes from project(VERSION). Keep this in line with that.
-inline constexpr std::string_view kToolVersion = "0.1.0";
+using bitfsck::kToolName;
+// The version documents name when the caller passes none: the project's (io/json_document.hpp).
+inline constexpr std::string_view kToolVersion = {};
 
 // Scan report as documented in docs/scan.schema.json. Histograms ({lo, hi, counts}) are large
 // for big models, so callers may leave them out. Non-finite numbers become null; the tensors'

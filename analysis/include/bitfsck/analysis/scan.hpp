@@ -1,31 +1,22 @@
 #pragma once
-#include <atomic>
 #include <filesystem>
-#include <functional>
 #include <string>
 
 #include "bitfsck/analysis/report.hpp"
+#include "bitfsck/analysis/selection.hpp"
 #include "bitfsck/io/checkpoint.hpp"
 #include "bitfsck/io/error.hpp"
+#include "bitfsck/io/progress.hpp"
 
 namespace bitfsck::analysis {
-
-// Progress of long work: done/total units (bytes of tensor data) and a label; called from any
-// thread, possibly concurrently, so it must be thread-safe and cheap.
-using ProgressFn = std::function<void(std::uint64_t done, std::uint64_t total, const std::string& label)>;
 
 struct ScanOptions {
     AnalysisOptions analysis;
     Thresholds thresholds;
-    unsigned threads = 0;                  // 0: hardware concurrency
+    unsigned threads = 0;                  // 0: every core
     bool content_hash = true;              // xxh3-128 of the whole file
-    ProgressFn progress;                   // may be empty
-    const std::atomic<bool>* cancel = nullptr;  // when set and true, scanning stops with Cancelled
-};
-
-class Cancelled : public Error {
-public:
-    Cancelled() : Error("cancelled") {}
+    ProgressCallback progress;             // bytes of tensor data; false stops the scan (Cancelled)
+    TensorSelection selection;             // --layers/--roles/--match; empty: every tensor
 };
 
 // Statistics of every floating-point state-dict tensor, grouped by layer and role, judged.

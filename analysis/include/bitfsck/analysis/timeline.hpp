@@ -12,9 +12,10 @@
 
 namespace bitfsck::analysis {
 
+// A run that makes no timeline: no member with a step, or two members with the same step.
 class TimelineError : public Error {
 public:
-    using Error::Error;
+    explicit TimelineError(const std::string& message) : Error(message, ErrorKind::Usage) {}
 };
 
 // Mean of one role's figures over the layers that have it, for compact per-step tables.
@@ -48,6 +49,12 @@ struct RoleOnset {
     std::vector<Finding> reasons;  // the findings about this layer-role at that step
 };
 
+// A member of the run that has no place in the timeline: unreadable, or without a step.
+struct SkippedCheckpoint {
+    std::string file;
+    std::string reason;  // one line, naming the file
+};
+
 struct Timeline {
     Quantizer quantizer = Quantizer::BitNet;
     Thresholds thresholds;                    // of the first point
@@ -64,6 +71,7 @@ struct Timeline {
     std::vector<RoleOnset> role_onsets;       // ordered by step, then layer and role
     std::vector<Finding> reasons;             // the findings at the onset step, most severe first
     Verdict final_verdict = Verdict::Healthy; // verdict of the last point
+    std::vector<SkippedCheckpoint> skipped;   // members left out, with why (analysis/run.hpp)
 };
 
 // The training step of a checkpoint file name: the last run of digits in the stem

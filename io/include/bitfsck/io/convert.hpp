@@ -13,9 +13,12 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "bitfsck/io/checkpoint.hpp"
 #include "bitfsck/io/error.hpp"
 #include "bitfsck/io/packed.hpp"
+#include "bitfsck/io/progress.hpp"
 
 namespace bitfsck::io {
 
@@ -36,6 +39,7 @@ struct ConvertOptions {
     // GGUF: general.architecture and llama.cpp's tensor names. Empty: "bitnet" when the model has
     // BitNet's sub-norms, else "llama".
     std::string gguf_architecture;
+    ProgressCallback progress;  // tensors decoded and packed; false stops before anything is written (Cancelled)
 };
 
 // What happened to one tensor, for the report: a report must say what was written.
@@ -68,11 +72,14 @@ struct ConvertReport {
 // lists every refused tensor.
 class ConvertRefused : public Error {
 public:
-    using Error::Error;
+    explicit ConvertRefused(const std::string& message) : Error(message, ErrorKind::Usage) {}
 };
 
 // Converts `input` to `output` (atomically; never over an input). Throws ConvertRefused, or
 // FormatError / FileError from reading and writing.
 ConvertReport convert_checkpoint(const Checkpoint& input, const std::filesystem::path& output, const ConvertOptions& options);
+
+// `bitfsck convert --json`: the report, opening as every bitfsck JSON document does.
+nlohmann::ordered_json to_json(const ConvertReport& report);
 
 }  // namespace bitfsck::io

@@ -84,6 +84,10 @@ struct TensorEntry {
     std::uint64_t nbytes() const;        // numel * element size (the float view for packed tensors)
     std::uint64_t stored_nbytes() const; // bytes in the file: nbytes(), or the packed bytes
     bool is_contiguous() const;          // row-major with no gaps
+    // A view that repeats a much smaller storage (stride 0, torch's expand): it can name 10^12
+    // elements from a kilobyte file. Such a tensor is not what a weight is; readers that walk
+    // every element leave it out, saying why.
+    bool is_broadcast_view() const;
 };
 
 // Reads a tensor's elements in logical (row-major) order, honouring strides and offset,

@@ -2,7 +2,6 @@
 // One repair step applied to a checkpoint: select tensors, change them, write a new checkpoint
 // that carries everything else over byte for byte, scan the output afresh, and log what was done
 // so that it can be audited and replayed bit for bit.
-#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <optional>
@@ -42,8 +41,7 @@ struct RepairOptions {
     analysis::Thresholds thresholds;
     bool drop_optimizer_state = false;
     unsigned threads = 0;  // 0: every core; the output does not depend on it
-    analysis::ProgressFn progress;
-    const std::atomic<bool>* cancel = nullptr;
+    ProgressCallback progress;  // bytes of the repaired tensors; false stops the repair (Cancelled), writing nothing
 };
 
 // The figures of one tensor that a repair is judged by.
@@ -81,6 +79,7 @@ struct RepairLog {
     std::optional<std::string> like, like_hash;
     std::optional<std::string> run;       // pick: the run folder
     std::vector<std::string> reasons;     // pick: why this checkpoint
+    std::vector<std::string> skipped;     // pick: members of the run left out (unreadable, no step), with why
     StepSpec step;
     TensorSelection selection;
     analysis::Quantizer quantizer = analysis::Quantizer::BitNet;
@@ -133,6 +132,6 @@ struct ReplayResult {
 // Re-runs the step a repair log describes on the same input (whose hash must match) and writes
 // `output`; identical says whether the result is bit for bit the original output.
 ReplayResult replay_repair(const std::filesystem::path& log_file, const std::filesystem::path& output,
-                           const analysis::ProgressFn& progress = {});
+                           const ProgressCallback& progress = {});
 
 }  // namespace bitfsck::repair

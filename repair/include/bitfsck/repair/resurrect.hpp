@@ -19,6 +19,7 @@
 
 #include "bitfsck/analysis/report.hpp"
 #include "bitfsck/io/error.hpp"
+#include "bitfsck/io/progress.hpp"
 #include "bitfsck/repair/selection.hpp"
 
 namespace bitfsck::repair {
@@ -53,6 +54,7 @@ struct Recipe {
     std::string latest;               // the run as it is now (what every stage is compared against first)
     std::optional<std::string> last_healthy;
     std::vector<std::string> diagnosis;  // what the plan saw, for a person
+    std::vector<std::string> skipped;    // members of the run left out (unreadable, no step), with why
     std::vector<RecipeStage> stages;
     Gates gates;
     // Shared by the finetune stages, the baselines and the evaluation windows.
@@ -67,6 +69,7 @@ struct PlanOptions {
     analysis::Thresholds thresholds;
     std::int64_t finetune_steps = 150;
     double lr = 1e-3;
+    ProgressCallback progress;  // bytes of the run scanned; false stops the plan (Cancelled)
 };
 
 // Scans the run (a folder or checkpoint files), finds the collapse and proposes a recipe.
