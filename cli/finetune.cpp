@@ -15,13 +15,6 @@
 namespace bitfsck::cli {
 namespace {
 
-std::atomic<bool> g_stop{false};
-
-extern "C" void on_interrupt(int) {
-    g_stop.store(true);
-    std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C ends the process at once
-}
-
 struct FinetuneFlags {
     std::string input, output, tokens, val_tokens, token_dtype = "u16", teacher, like, optimizer = "adamw", schedule = "cosine";
     std::string train = "mlp,attn,norm,embed", precision = "fp32";
@@ -116,8 +109,8 @@ void run(const FinetuneFlags& f, const ModelFlags& mf) {
     o.dist = model::distributed_env_from_environment();
     resolve(o);
 
-    std::signal(SIGINT, on_interrupt);
-    o.stop = &g_stop;
+    install_interrupt_handler();
+    o.stop = &interrupt_flag();
     const bool rank0 = o.dist.rank == 0;
     std::unique_ptr<ProgressLine> progress;
     if (rank0 && !f.json) progress = std::make_unique<ProgressLine>("finetune");

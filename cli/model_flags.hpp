@@ -46,7 +46,7 @@ struct ModelFlags {
 
 inline void add_model_flags(CLI::App& sub, const std::shared_ptr<ModelFlags>& f) {
     sub.add_option("--device", f->device, "cpu, cuda or cuda:N (CUDA where this LibTorch has it)")->capture_default_str();
-    sub.add_option("--threads", f->threads, "CPU threads for LibTorch (0: its default)");
+    sub.add_option("-j,--threads", f->threads, "CPU threads for LibTorch (0: its default)");
     sub.add_option("--config", f->config_file, "Model config JSON (our keys or a Hugging Face config.json); overrides the checkpoint's")
         ->check(CLI::ExistingFile);
     sub.add_flag("--no-checkpoint-config", f->no_checkpoint_config, "Ignore a config stored inside the checkpoint");

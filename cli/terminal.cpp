@@ -39,7 +39,7 @@ namespace {
 std::atomic<bool> g_interrupted{false};
 std::atomic<bool> g_quiet{false};
 
-extern "C" void on_interrupt(int) {
+extern "C" void bitfsck_cli_on_interrupt(int) {
     g_interrupted.store(true);
     std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C ends the process at once
 }
@@ -50,8 +50,9 @@ std::string count_text(std::uint64_t n, ProgressUnit u) {
 
 }  // namespace
 
-void install_interrupt_handler() { std::signal(SIGINT, on_interrupt); }
+void install_interrupt_handler() { std::signal(SIGINT, bitfsck_cli_on_interrupt); }
 bool interrupted() { return g_interrupted.load(); }
+const std::atomic<bool>& interrupt_flag() { return g_interrupted; }
 void set_quiet(bool q) { g_quiet.store(q); }
 bool quiet() { return g_quiet.load(); }
 
@@ -111,19 +112,6 @@ void ProgressLine::finish() {
         std::fflush(stderr);
         drawn_ = false;
     }
-}
-
-std::string human_bytes(std::uint64_t bytes) {
-    const char* units[] = {"B", "KB", "MB", "GB", "TB"};
-    double v = static_cast<double>(bytes);
-    int u = 0;
-    while (v >= 1000.0 && u < 4) {
-        v /= 1000.0;
-        ++u;
-    }
-    char buf[32];
-    std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
-    return buf;
 }
 
 }  // namespace bitfsck::cli

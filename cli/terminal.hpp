@@ -1,6 +1,7 @@
 #pragma once
 // Terminal niceties shared by the subcommands: colours only on a terminal, a progress line on
 // stderr only when stderr is a terminal, and one-line error reports.
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <mutex>
@@ -8,6 +9,7 @@
 #include <string_view>
 
 #include "bitfsck/io/progress.hpp"
+#include "bitfsck/io/text.hpp"  // fmt, shape_text, human_bytes
 
 namespace bitfsck::cli {
 
@@ -53,11 +55,12 @@ std::string progress_amount(const Progress& p);
 // library saves what it must and throws Cancelled, which exits 130); a second one ends the process.
 void install_interrupt_handler();
 bool interrupted();
+// The flag itself, for libraries that poll an atomic rather than a callback (model::FinetuneOptions::stop).
+const std::atomic<bool>& interrupt_flag();
 
 // --quiet: no progress lines, no notes (errors and the results still print).
 void set_quiet(bool quiet);
 bool quiet();
 
-std::string human_bytes(std::uint64_t bytes);
 
 }  // namespace bitfsck::cli

@@ -37,14 +37,14 @@ OptimizerKind parse_optimizer(std::string_view s) {
     if (s == "adamw") return OptimizerKind::AdamW;
     if (s == "sgd") return OptimizerKind::Sgd;
     if (s == "muon") return OptimizerKind::Muon;
-    throw ModelError("--optimizer " + std::string(s) + ": expected adamw, sgd or muon");
+    throw ModelUsageError("--optimizer " + std::string(s) + ": expected adamw, sgd or muon");
 }
 
 ScheduleKind parse_schedule(std::string_view s) {
     if (s == "cosine") return ScheduleKind::Cosine;
     if (s == "linear") return ScheduleKind::Linear;
     if (s == "constant") return ScheduleKind::Constant;
-    throw ModelError("--schedule " + std::string(s) + ": expected cosine, linear or constant");
+    throw ModelUsageError("--schedule " + std::string(s) + ": expected cosine, linear or constant");
 }
 
 namespace {
@@ -96,7 +96,7 @@ double parse_number(const std::string& value, const std::string& key, std::strin
     char* end = nullptr;
     const double v = std::strtod(value.c_str(), &end);
     if (value.empty() || *end != '\0' || !std::isfinite(v))
-        throw ModelError("--reg " + std::string(spec) + ": " + key + "=" + value + " is not a number");
+        throw ModelUsageError("--reg " + std::string(spec) + ": " + key + "=" + value + " is not a number");
     return v;
 }
 
@@ -113,7 +113,7 @@ Regularizer parse_regularizer(std::string_view spec) {
     else if (name == "three-peaks") r.kind = RegularizerKind::ThreePeaks;
     else if (name == "polarize") r.kind = RegularizerKind::Polarize;
     else if (name == "wasserstein") r.kind = RegularizerKind::Wasserstein;
-    else throw ModelError("--reg " + std::string(spec) + ": unknown regularizer '" + name +
+    else throw ModelUsageError("--reg " + std::string(spec) + ": unknown regularizer '" + name +
                           "' (known: decay, double-well, three-peaks, polarize, wasserstein)");
     if (colon != std::string_view::npos) {
         for (const auto& item : split(spec.substr(colon + 1), ',')) {
@@ -136,29 +136,29 @@ Regularizer parse_regularizer(std::string_view spec) {
                 try {
                     r.selection.layers = analysis::parse_layer_ranges(joined);
                 } catch (const Error& e) {
-                    throw ModelError("--reg " + std::string(spec) + ": " + e.what());
+                    throw ModelUsageError("--reg " + std::string(spec) + ": " + e.what());
                 }
             } else if (key == "roles") {
                 r.selection.roles = split(value, '|');
                 try {
                     analysis::check_role_names(r.selection.roles);
                 } catch (const Error& e) {
-                    throw ModelError("--reg " + std::string(spec) + ": " + e.what());
+                    throw ModelUsageError("--reg " + std::string(spec) + ": " + e.what());
                 }
             } else if (key == "match") {
                 r.selection.match = split(value, '|');
             } else {
-                throw ModelError("--reg " + std::string(spec) + ": unknown key '" + key +
+                throw ModelUsageError("--reg " + std::string(spec) + ": unknown key '" + key +
                                  "' (lambda, coupled, decoupled, strength, target, width, zeros, layers, roles, match)");
             }
         }
     }
     if (r.kind != RegularizerKind::Polarize && !lambda_given)
-        throw ModelError("--reg " + std::string(spec) + ": needs lambda=<weight>");
+        throw ModelUsageError("--reg " + std::string(spec) + ": needs lambda=<weight>");
     if (r.lambda < 0 || r.strength < 0 || (r.scale_source == LatticeScale::Fixed && r.scale <= 0))
-        throw ModelError("--reg " + std::string(spec) + ": lambda and strength must be ≥ 0 and a fixed target > 0");
+        throw ModelUsageError("--reg " + std::string(spec) + ": lambda and strength must be ≥ 0 and a fixed target > 0");
     if (r.zero_mass && (*r.zero_mass <= 0 || *r.zero_mass >= 1))
-        throw ModelError("--reg " + std::string(spec) + ": zeros must be in (0, 1)");
+        throw ModelUsageError("--reg " + std::string(spec) + ": zeros must be in (0, 1)");
     return r;
 }
 
@@ -206,7 +206,7 @@ void resolve_regularizers(std::vector<Regularizer>& regs, const io::Checkpoint& 
             if (!chosen || t->shared_with) continue;
             r.tensors.push_back(t->name);
             if (r.scale_source == LatticeScale::Reference) {
-                if (!like) throw ModelError("--reg " + r.spec + ": target=like needs --like CKPT");
+                if (!like) throw ModelUsageError("--reg " + r.spec + ": target=like needs --like CKPT");
                 const std::string label = analysis::layer_role_label(place.layer, place.role);
                 auto it = like_absmean.find(label);
                 if (it == like_absmean.end())
@@ -214,7 +214,7 @@ void resolve_regularizers(std::vector<Regularizer>& regs, const io::Checkpoint& 
                 r.reference_scale[t->name] = it->second;
             }
         }
-        if (r.tensors.empty()) throw ModelError("--reg " + r.spec + ": the selection matches no tensor of " + input.path().string());
+        if (r.tensors.empty()) throw ModelUsageError("--reg " + r.spec + ": the selection matches no tensor of " + input.path().string());
         if (r.kind == RegularizerKind::Wasserstein) {
             const double p0 = r.zero_mass.value_or(analysis::healthy_gaussian_zero_fraction());
             const double width = r.width;
@@ -232,7 +232,7 @@ std::optional<int> env_int(const char* name) {
     if (!v || !*v) return std::nullopt;
     char* end = nullptr;
     const long x = std::strtol(v, &end, 10);
-    if (*end != '\0' || x < 0 || x > 1'000'000) throw ModelError(std::string("environment variable ") + name + "=" + v + " is not a count");
+    if (*end != '\0' || x < 0 || x > 1'000'000) throw ModelUsageError(std::string("environment variable ") + name + "=" + v + " is not a count");
     return static_cast<int>(x);
 }
 
@@ -272,9 +272,9 @@ DistributedEnv distributed_env_from_environment() {
         e.master_port = env_int("MASTER_PORT").value_or(20000 + env_int("SLURM_JOB_ID").value_or(0) % 20000);
     }
     if (e.world_size < 1 || e.rank >= e.world_size)
-        throw ModelError("distributed environment: rank " + std::to_string(e.rank) + " of world size " + std::to_string(e.world_size) +
+        throw ModelUsageError("distributed environment: rank " + std::to_string(e.rank) + " of world size " + std::to_string(e.world_size) +
                          " (from " + e.source + " variables)");
-    if (e.master_port <= 0 || e.master_port > 65535) throw ModelError("MASTER_PORT " + std::to_string(e.master_port) + " is not a port");
+    if (e.master_port <= 0 || e.master_port > 65535) throw ModelUsageError("MASTER_PORT " + std::to_string(e.master_port) + " is not a port");
     return e;
 }
 
@@ -308,7 +308,7 @@ Data load_data(const FinetuneOptions& o, std::int64_t vocab) {
         d.val = read_token_file(o.val_tokens, o.token_dtype);
         d.val_source = o.val_tokens.string();
     } else {
-        if (!(o.val_frac > 0 && o.val_frac < 1)) throw ModelError("--val-frac must be in (0, 1)");
+        if (!(o.val_frac > 0 && o.val_frac < 1)) throw ModelUsageError("--val-frac must be in (0, 1)");
         const auto n_val = static_cast<std::size_t>(static_cast<double>(d.train.size()) * o.val_frac);
         d.val.assign(d.train.end() - static_cast<std::ptrdiff_t>(n_val), d.train.end());
         d.train.resize(d.train.size() - n_val);  // never trained on
@@ -316,9 +316,9 @@ Data load_data(const FinetuneOptions& o, std::int64_t vocab) {
     }
     const auto need = static_cast<std::size_t>(o.seq_len + 1);
     if (d.train.size() < need)
-        throw ModelError(o.tokens.string() + ": " + std::to_string(d.train.size()) + " training tokens, fewer than one window of " +
+        throw ModelUsageError(o.tokens.string() + ": " + std::to_string(d.train.size()) + " training tokens, fewer than one window of " +
                          std::to_string(need));
-    if (d.val.size() < need) throw ModelError(d.val_source + ": fewer validation tokens than one window of " + std::to_string(need));
+    if (d.val.size() < need) throw ModelUsageError(d.val_source + ": fewer validation tokens than one window of " + std::to_string(need));
     for (const auto* v : {&d.train, &d.val})
         for (auto id : *v)
             if (id < 0 || id >= vocab)
@@ -535,7 +535,7 @@ FinetuneResult run_finetune(FinetuneOptions o) {
         const std::string ext = o.output.extension().string();
         const bool st = input.format() == io::Format::Safetensors;
         if ((st && ext != ".safetensors") || (!st && ext == ".safetensors"))
-            throw ModelError(o.output.string() + ": the output keeps the input's format (" + std::string(io::format_name(input.format())) +
+            throw ModelUsageError(o.output.string() + ": the output keeps the input's format (" + std::string(io::format_name(input.format())) +
                              "); name it " + (st ? "*.safetensors" : "*.pt"));
     }
     io::ensure_not_an_input(o.output, {o.input, o.tokens, o.val_tokens, o.teacher, o.like});

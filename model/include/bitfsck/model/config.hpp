@@ -19,7 +19,14 @@ namespace bitfsck::model {
 // config, a config value out of range. The message names the file and the tensor or key.
 class ModelError : public Error {
 public:
-    explicit ModelError(const std::string& message) : Error(message, ErrorKind::Model) {}
+    explicit ModelError(const std::string& message, ErrorKind kind = ErrorKind::Model) : Error(message, kind) {}
+};
+
+// The request itself is wrong (a flag's value, an output name, a window longer than the data): the
+// CLI's usage exit code, not "cannot be made into a model".
+class ModelUsageError : public ModelError {
+public:
+    explicit ModelUsageError(const std::string& message) : ModelError(message, ErrorKind::Usage) {}
 };
 
 enum class Layout : std::uint8_t {
