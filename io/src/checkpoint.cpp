@@ -213,7 +213,14 @@ CheckpointBuilder read_checkpoint_file(const std::filesystem::path& path, const 
     } else if (file.size() > 262 && std::memcmp(file.data() + 257, "ustar", 5) == 0) {
         throw FormatError(name, "a tar archive (PyTorch < 0.4 checkpoint format), which is not supported");
     } else {
-        throw FormatError(name, "not a PyTorch checkpoint or safetensors file (starts with " + hex_prefix(file) + ")");
+        // The content matched no format; the name says what the file meant to be, for the message.
+        const std::string ext = path.extension().string();
+        if (ext == ".safetensors") throw FormatError(name, describe_broken_safetensors(file));
+        if (ext == ".gguf") throw FormatError(name, "not a GGUF file: it starts with " + hex_prefix(file) + ", not \"GGUF\"");
+        if (ext == ".pt" || ext == ".pth" || ext == ".ckpt" || ext == ".bin")
+            throw FormatError(name, "not a PyTorch checkpoint: it starts with " + hex_prefix(file) +
+                                        ", neither a zip archive (torch.save) nor a legacy pickle");
+        throw FormatError(name, "not a checkpoint bitfsck reads (PyTorch, safetensors, GGUF, .bit2): it starts with " + hex_prefix(file));
     }
     return b;
 }

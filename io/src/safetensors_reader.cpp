@@ -30,6 +30,15 @@ bool looks_like_safetensors(const MappedFile& file) {
     return n >= 2 && n <= kMaxHeader && n <= file.size() - 8 && static_cast<char>(file.data()[8]) == '{';
 }
 
+std::string describe_broken_safetensors(const MappedFile& file) {
+    if (file.size() < 10) return "a safetensors file needs at least 10 bytes, this one has " + std::to_string(file.size());
+    const std::uint64_t n = header_length(file);
+    if (n > kMaxHeader || n > file.size() - 8)
+        return "a corrupted safetensors header: its length field says " + std::to_string(n) + " bytes, but " +
+               (n > kMaxHeader ? std::string("the format allows 100 MB") : "only " + std::to_string(file.size() - 8) + " follow it");
+    return "a corrupted safetensors header: it does not start with '{' (byte 8 is " + std::to_string(static_cast<int>(file.data()[8])) + ")";
+}
+
 void read_safetensors(CheckpointBuilder& b) {
     const MappedFile& file = *b.file;
     const std::string name = file.display_name();

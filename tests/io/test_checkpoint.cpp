@@ -173,3 +173,27 @@ TEST_CASE("a directory, a missing file and a non-checkpoint give one-line errors
         CHECK(std::string(e.what()).find("notes.pt") != std::string::npos);
     }
 }
+
+TEST_CASE("a corrupted file says what it meant to be and what is wrong, not another format's name", "[checkpoint]") {
+    test::TempDir tmp;
+    auto corrupt = [&](const fs::path& from, const std::string& name, std::size_t at, const std::string& bytes) {
+        std::string data = test::read_text(from);
+        data.replace(at, bytes.size(), bytes);
+        test::write_bytes(tmp / name, data);
+        try {
+            io::Checkpoint::open(tmp / name);
+        } catch (const io::FormatError& e) {
+            CHECK(e.kind() == ErrorKind::Unreadable);
+            CHECK(e.file() == (tmp / name).string());
+            return std::string(e.what());
+        }
+        FAIL("opened a corrupted file");
+        return std::string();
+    };
+    const std::string st = corrupt(test::samples_dir() / "plain.safetensors", "x.safetensors", 0, std::string("\xff\xff\xff\x7f\0\0\0\0", 8));
+    CHECK(st.find("a corrupted safetensors header: its length field says") != std::string::npos);
+    const std::string gguf = corrupt(test::samples_dir() / "packed/tq2_0.gguf", "x.gguf", 0, "GGUX");
+    CHECK(gguf.find("not a GGUF file: it starts with 47 47 55 58") != std::string::npos);
+    const std::string pt = corrupt(test::samples_dir() / "plain_state_dict.pt", "x.pt", 0, "XX");
+    CHECK(pt.find("not a PyTorch checkpoint: it starts with 58 58") != std::string::npos);
+}
