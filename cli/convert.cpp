@@ -9,6 +9,7 @@
 #include "bitfsck/io/checkpoint.hpp"
 #include "bitfsck/io/convert.hpp"
 #include "bitfsck/io/error.hpp"
+#include "bitfsck/io/text.hpp"
 #include "scan_options.hpp"
 #include "subcommands.hpp"
 #include "terminal.hpp"
@@ -23,18 +24,6 @@ struct ConvertFlags {
     bool pack = false, unpack = false, quantize = false, json = false;
     std::string i2s_layout = "act-parallel";
 };
-
-std::string fmt(const char* f, double v) {
-    char buf[48];
-    std::snprintf(buf, sizeof buf, f, v);
-    return buf;
-}
-
-std::string shape_text(const std::vector<std::int64_t>& s) {
-    std::string o = "[";
-    for (std::size_t i = 0; i < s.size(); ++i) o += (i ? ", " : "") + std::to_string(s[i]);
-    return o + "]";
-}
 
 io::ConvertTarget pick_target(const ConvertFlags& f) {
     if (!f.to.empty()) {

@@ -10,6 +10,7 @@
 
 #include "bitfsck/analysis/diff.hpp"
 #include "bitfsck/analysis/report_json.hpp"
+#include "bitfsck/io/text.hpp"
 #include "scan_options.hpp"
 #include "subcommands.hpp"
 #include "table.hpp"
@@ -27,12 +28,6 @@ struct DiffFlags {
     unsigned threads = 0;
     std::size_t top = 2;
 };
-
-std::string fmt(const char* f, double v) {
-    char buf[48];
-    std::snprintf(buf, sizeof buf, f, v);
-    return buf;
-}
 
 const char* code_name(int i) { return i == 0 ? "-1" : i == 1 ? "0" : "+1"; }
 

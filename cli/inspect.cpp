@@ -8,6 +8,7 @@
 #include "bitfsck/io/error.hpp"
 #include "bitfsck/io/object_tree.hpp"
 #include "bitfsck/io/packed.hpp"
+#include "bitfsck/io/text.hpp"
 #include "scan_options.hpp"
 #include "subcommands.hpp"
 #include "table.hpp"
@@ -26,12 +27,6 @@ struct InspectFlags {
     std::string i2s_layout = "act-parallel";
     SelectionFlags selection;
 };
-
-std::string shape_text(const std::vector<std::int64_t>& shape) {
-    std::string s = "[";
-    for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-    return s + "]";
-}
 
 void print_findings(const io::Checkpoint& c) {
     if (c.findings().empty()) return;

@@ -12,6 +12,7 @@
 #include "bitfsck/analysis/scan.hpp"
 #include "bitfsck/io/atomic_write.hpp"
 #include "bitfsck/io/checkpoint_files.hpp"
+#include "bitfsck/io/text.hpp"
 #include "scan_options.hpp"
 #include "subcommands.hpp"
 #include "table.hpp"
@@ -32,12 +33,6 @@ struct ScanCommandFlags {
     bool show_tensors = false;
     SelectionFlags selection;
 };
-
-std::string fmt(const char* f, double v) {
-    char buf[48];
-    std::snprintf(buf, sizeof buf, f, v);
-    return buf;
-}
 
 std::string coloured_verdict(analysis::Verdict v) {
     std::string name(analysis::verdict_name(v));

@@ -15,6 +15,7 @@
 #include "bitfsck/analysis/scan.hpp"
 #include "bitfsck/analysis/timeline.hpp"
 #include "bitfsck/io/atomic_write.hpp"
+#include "bitfsck/io/text.hpp"
 #include "scan_options.hpp"
 #include "subcommands.hpp"
 #include "table.hpp"
@@ -33,12 +34,6 @@ struct TimelineFlags {
     std::string h5;
     SelectionFlags selection;
 };
-
-std::string fmt(const char* f, double v) {
-    char buf[48];
-    std::snprintf(buf, sizeof buf, f, v);
-    return buf;
-}
 
 std::string coloured(analysis::Verdict v) {
     std::string name(analysis::verdict_name(v));

@@ -6,6 +6,7 @@
 #include "bitfsck/analysis/layers.hpp"
 #include "bitfsck/analysis/report_json.hpp"
 #include "bitfsck/analysis/training_metrics.hpp"
+#include "bitfsck/io/text.hpp"
 #include "subcommands.hpp"
 #include "table.hpp"
 #include "terminal.hpp"
@@ -14,12 +15,6 @@ namespace bitfsck::cli {
 namespace {
 
 constexpr std::size_t kMaxRows = 40;
-
-std::string fmt(const char* f, double v) {
-    char buf[48];
-    std::snprintf(buf, sizeof buf, f, v);
-    return buf;
-}
 
 std::string paint(analysis::Verdict v, const std::string& s) {
     return v == analysis::Verdict::Collapsed ? red(s) : v == analysis::Verdict::Degraded ? yellow(s) : s;

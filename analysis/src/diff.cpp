@@ -8,18 +8,13 @@
 
 #include "bitfsck/io/parallel.hpp"
 #include "bitfsck/io/tensor_names.hpp"
+#include "bitfsck/io/text.hpp"
 
 namespace bitfsck::analysis {
 namespace {
 
 // Elements per read: large enough to amortise the strided walk, small enough to stay in cache.
 constexpr std::int64_t kBlock = 1 << 16;
-
-std::string shape_text(const std::vector<std::int64_t>& shape) {
-    std::string s = "[";
-    for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-    return s + "]";
-}
 
 // mean|W| over finite values of both sides in one pass, as the quantizers compute it (they would
 // see NaN, but a NaN scale makes every code meaningless, so the finite values are the useful answer).

@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "bitfsck/analysis/layers.hpp"
+#include "bitfsck/io/text.hpp"
 
 namespace bitfsck::analysis {
 namespace {
@@ -13,12 +14,6 @@ std::optional<Role> role_from_name(const std::string& name) {
     for (Role r : {Role::MlpGate, Role::MlpUp, Role::MlpDown, Role::AttnQ, Role::AttnK, Role::AttnV, Role::AttnO, Role::AttnQKV})
         if (role_name(r) == name) return r;
     return std::nullopt;
-}
-
-std::string fmt(const char* f, double v) {
-    char buf[64];
-    std::snprintf(buf, sizeof buf, f, v);
-    return buf;
 }
 
 void judge(MetricsRole& r, const Thresholds& t) {

@@ -15,6 +15,7 @@
 #include "bitfsck/io/atomic_write.hpp"
 #include "bitfsck/io/bit2.hpp"
 #include "bitfsck/io/error.hpp"
+#include "bitfsck/io/text.hpp"
 #include "checkpoint_builder.hpp"
 
 namespace bitfsck::io {
@@ -22,12 +23,6 @@ namespace {
 
 constexpr std::uint64_t kFixedHeader = 24;
 constexpr std::uint64_t kMaxJson = 100'000'000;
-
-std::string shape_str(const std::vector<std::int64_t>& shape) {
-    std::string s = "[";
-    for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-    return s + "]";
-}
 
 }  // namespace
 
@@ -139,7 +134,7 @@ void read_bit2(CheckpointBuilder& b) {
             if (!dt) throw FormatError(where, "unknown dtype '" + info["dtype"].get<std::string>() + "'");
             e.dtype = *dt;
             if (e.storage_nbytes != e.nbytes())
-                throw FormatError(where, "holds " + std::to_string(e.storage_nbytes) + " bytes but its shape " + shape_str(e.shape) +
+                throw FormatError(where, "holds " + std::to_string(e.storage_nbytes) + " bytes but its shape " + shape_text(e.shape) +
                                              " needs " + std::to_string(e.nbytes()));
             TensorData check(file, e);
             b.tensors.push_back(std::move(e));

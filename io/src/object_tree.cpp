@@ -8,15 +8,10 @@
 #include <unordered_set>
 
 #include "bitfsck/io/json_document.hpp"
+#include "bitfsck/io/text.hpp"
 
 namespace bitfsck::io {
 namespace {
-
-std::string shape_text(const std::vector<std::int64_t>& shape) {
-    std::string s = "[";
-    for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-    return s + "]";
-}
 
 std::string clip(std::string s, std::size_t max) {
     if (s.size() > max) s = s.substr(0, max) + "…";

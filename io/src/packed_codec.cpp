@@ -2,6 +2,7 @@
 // exporters that write them (docs/formats.md): Distillix i2s, Hugging Face BitNet, ggml
 // TQ1_0/TQ2_0/Q8_0 (ggml-quants.c), bitnet.cpp I2_S (ggml-bitnet-mad.cpp, x86 block of 128).
 #include "bitfsck/io/packed.hpp"
+#include "bitfsck/io/text.hpp"
 
 #include <algorithm>
 #include <array>
@@ -64,17 +65,11 @@ bool encoding_has_block_scales(TensorEncoding e) {
 
 namespace {
 
-std::string shape_str(const std::vector<std::int64_t>& shape) {
-    std::string s = "[";
-    for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-    return s + "]";
-}
-
 std::int64_t product(const std::vector<std::int64_t>& shape, std::size_t from, const std::string& where) {
     std::int64_t n = 1;
     for (std::size_t i = from; i < shape.size(); ++i) {
         if (shape[i] < 0 || __builtin_mul_overflow(n, shape[i], &n))
-            throw FormatError(where, "invalid shape " + shape_str(shape));
+            throw FormatError(where, "invalid shape " + shape_text(shape));
     }
     return n;
 }
@@ -145,7 +140,7 @@ std::uint64_t packed_size(TensorEncoding e, const std::vector<std::int64_t>& sha
         const std::int64_t inner = shape.empty() ? 1 : shape.back();
         if (inner % block != 0)
             throw FormatError(where, std::string(type) + " needs rows of a multiple of " + std::to_string(block) +
-                                         " elements, shape is " + shape_str(shape));
+                                         " elements, shape is " + shape_text(shape));
         return static_cast<std::uint64_t>(numel / block);
     };
     switch (e) {
@@ -156,7 +151,7 @@ std::uint64_t packed_size(TensorEncoding e, const std::vector<std::int64_t>& sha
             const std::int64_t rows = shape.empty() ? 1 : shape[0];
             if (packed_rows <= 0 || rows != 4 * packed_rows)
                 throw FormatError(where, "Hugging Face packed weight of " + std::to_string(packed_rows) +
-                                             " stored rows cannot hold shape " + shape_str(shape));
+                                             " stored rows cannot hold shape " + shape_text(shape));
             return static_cast<std::uint64_t>(packed_rows * cols);
         }
         case TensorEncoding::TQ1_0: return need_blocks(kGgmlBlockK, "TQ1_0") * kTq1BlockBytes;
@@ -167,15 +162,15 @@ std::uint64_t packed_size(TensorEncoding e, const std::vector<std::int64_t>& sha
             switch (i2s_layout) {
                 case I2sLayout::ActParallel:
                     if (numel % kI2sGgufBlock != 0)
-                        throw FormatError(where, "I2_S (act-parallel layout) needs a multiple of 128 elements, shape is " + shape_str(shape));
+                        throw FormatError(where, "I2_S (act-parallel layout) needs a multiple of 128 elements, shape is " + shape_text(shape));
                     break;
                 case I2sLayout::Arm:
                     if (numel % 64 != 0)
-                        throw FormatError(where, "I2_S (arm layout) needs a multiple of 64 elements, shape is " + shape_str(shape));
+                        throw FormatError(where, "I2_S (arm layout) needs a multiple of 64 elements, shape is " + shape_text(shape));
                     break;
                 case I2sLayout::Interleaved:
                     if (rows % 4 != 0)
-                        throw FormatError(where, "I2_S (interleaved layout) needs a multiple of 4 rows, shape is " + shape_str(shape));
+                        throw FormatError(where, "I2_S (interleaved layout) needs a multiple of 4 rows, shape is " + shape_text(shape));
                     break;
             }
             return static_cast<std::uint64_t>(numel / 4 + kI2sGgufTail);

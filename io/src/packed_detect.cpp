@@ -14,6 +14,7 @@
 
 #include "bitfsck/io/error.hpp"
 #include "bitfsck/io/packed.hpp"
+#include "bitfsck/io/text.hpp"
 #include "checkpoint_builder.hpp"
 
 namespace bitfsck::io {
@@ -33,12 +34,6 @@ std::vector<double> read_all(const MappedFile& file, const TensorEntry& e, std::
     std::vector<double> v(static_cast<std::size_t>(d.numel()));
     d.read(0, d.numel(), v.data());
     return v;
-}
-
-std::string fmt(double v) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.4g", v);
-    return buf;
 }
 
 // Shapes from the __metadata__ tensor: {"name": [dims]} or {"name": {"shape": [dims]}}, possibly
@@ -91,7 +86,7 @@ void settle_hf_scale_convention(CheckpointBuilder& b, const std::vector<HfCandid
     const bool mixed = above && below;
     const bool magnitude_says_reciprocal = above > below;
     const std::string confidence = mixed || !(above || below) ? "low" : closest >= 1.0 ? "high" : closest >= 0.3 ? "medium" : "low";
-    const std::string range = (above || below) ? "stored scales from " + fmt(lo) + " to " + fmt(hi) : "";
+    const std::string range = (above || below) ? "stored scales from " + fmt("%.4g", lo) + " to " + fmt("%.4g", hi) : "";
 
     const BitNetQuantization* q = b.config && b.config->bitnet && !b.config->bitnet->online() ? &*b.config->bitnet : nullptr;
     std::string note = "Hugging Face packed ternary weights: " + std::to_string(hf.size()) + " tensor(s); ";
@@ -200,7 +195,7 @@ void detect_packed_tensors(CheckpointBuilder& b) {
                 if (dtype_is_floating(st.dtype) || st.shape.size() > 1)
                     throw FormatError(where, "its shape buffer '" + st.name + "' is not a 1-D integer tensor");
                 for (double d : read_all(b.file_of(st), st, 64)) {
-                    if (!(d >= 0 && d < 0x1p62) || d != std::floor(d)) throw FormatError(where, "its shape buffer holds " + fmt(d));
+                    if (!(d >= 0 && d < 0x1p62) || d != std::floor(d)) throw FormatError(where, "its shape buffer holds " + fmt("%.4g", d));
                     e.shape.push_back(static_cast<std::int64_t>(d));
                 }
                 e.packed.parts.push_back(st.name);

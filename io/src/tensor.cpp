@@ -12,6 +12,7 @@
 #include "bitfsck/io/error.hpp"
 #include "bitfsck/io/mapped_file.hpp"
 #include "bitfsck/io/packed.hpp"
+#include "bitfsck/io/text.hpp"
 
 namespace bitfsck::io {
 
@@ -160,15 +161,6 @@ const std::array<float, 256>& e5m2_table() {
 
 bool mul_ok(std::int64_t a, std::int64_t b, std::int64_t& out) { return !__builtin_mul_overflow(a, b, &out); }
 bool add_ok(std::int64_t a, std::int64_t b, std::int64_t& out) { return !__builtin_add_overflow(a, b, &out); }
-
-std::string shape_text(const std::vector<std::int64_t>& shape) {
-    std::string s = "[";
-    for (std::size_t i = 0; i < shape.size(); ++i) {
-        if (i) s += ", ";
-        s += std::to_string(shape[i]);
-    }
-    return s + "]";
-}
 
 std::vector<std::int64_t> row_major_strides(const std::vector<std::int64_t>& shape) {
     std::vector<std::int64_t> stride(shape.size());

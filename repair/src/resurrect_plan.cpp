@@ -15,6 +15,7 @@
 #include "bitfsck/io/pt_writer.hpp"
 #include "bitfsck/io/shard_writer.hpp"
 #include "bitfsck/io/safetensors_writer.hpp"
+#include "bitfsck/io/text.hpp"
 #include "bitfsck/repair/resurrect.hpp"
 
 namespace bitfsck::repair {
@@ -40,12 +41,6 @@ StageKind parse_stage_kind(std::string_view s) {
 }
 
 namespace {
-
-std::string fmt(const char* f, double v) {
-    char b[64];
-    std::snprintf(b, sizeof b, f, v);
-    return b;
-}
 
 // ||A − B||_F / ||B||_F over the tensors of the given roles that both checkpoints hold.
 double relative_change(const io::Checkpoint& a, const io::Checkpoint& b, const std::set<analysis::Role>& roles) {

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <sstream>
 
+#include "bitfsck/io/text.hpp"
 #include "bitfsck/repair/resurrect.hpp"
 
 namespace bitfsck::repair {
@@ -23,12 +24,6 @@ std::string esc(const std::string& s) {
     return o;
 }
 
-std::string num(const char* f, double v) {
-    char b[64];
-    std::snprintf(b, sizeof b, f, v);
-    return b;
-}
-
 struct Bar {
     std::string label;
     double value = 0;
@@ -46,7 +41,7 @@ std::string bar_chart(const std::vector<Bar>& bars, const char* value_format, do
         s << "<text x='0' y='" << y + 14 << "' font-size='12'>" << esc(bars[i].label) << "</text>"
           << "<rect x='" << label_w << "' y='" << y << "' width='" << std::max(1, static_cast<int>(f * bar_w)) << "' height='16' fill='"
           << bars[i].colour << "'/>"
-          << "<text x='" << label_w + static_cast<int>(f * bar_w) + 6 << "' y='" << y + 14 << "' font-size='12'>" << num(value_format, bars[i].value)
+          << "<text x='" << label_w + static_cast<int>(f * bar_w) + 6 << "' y='" << y + 14 << "' font-size='12'>" << fmt(value_format, bars[i].value)
           << "</text>";
     }
     s << "</svg>";
@@ -84,8 +79,8 @@ std::string heat_map(const Measurement& m, const std::string& title) {
             const double v = std::clamp(m.ipmr[l][h], 0.0, 1.0);
             const int shade = static_cast<int>(255 - 200 * v);
             s << "<rect x='" << 40 + h * cell << "' y='" << 24 + l * cell << "' width='" << cell - 2 << "' height='" << cell - 2
-              << "' fill='rgb(" << shade << "," << shade << ",255)'><title>L" << l << ".H" << h << " IPMR " << num("%.3f", m.ipmr[l][h])
-              << "</title></rect><text x='" << 40 + h * cell + 3 << "' y='" << 24 + l * cell + 20 << "' font-size='9'>" << num("%.2f", v) << "</text>";
+              << "' fill='rgb(" << shade << "," << shade << ",255)'><title>L" << l << ".H" << h << " IPMR " << fmt("%.3f", m.ipmr[l][h])
+              << "</title></rect><text x='" << 40 + h * cell + 3 << "' y='" << 24 + l * cell + 20 << "' font-size='9'>" << fmt("%.2f", v) << "</text>";
         }
     }
     s << "</svg><figcaption>" << esc(title) << "</figcaption></figure>";
@@ -104,7 +99,7 @@ std::string resurrection_report_html(const ResurrectionLog& log) {
          "td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px;vertical-align:top}pre{background:#f6f6f6;padding:8px;white-space:pre-wrap}"
          ".ok{color:#2e7d32}.no{color:#c62828}figure{display:inline-block;margin:0 2em 1em 0}</style></head><body>";
     h << "<h1>Resurrection of " << esc(log.recipe.latest) << "</h1>";
-    h << "<p>Final checkpoint: <code>" << esc(log.output) << "</code> (" << esc(log.output_hash) << "), " << num("%.1f", log.seconds) << " s.</p>";
+    h << "<p>Final checkpoint: <code>" << esc(log.output) << "</code> (" << esc(log.output_hash) << "), " << fmt("%.1f", log.seconds) << " s.</p>";
     h << "<h2>Verdict</h2><ul>";
     for (const auto& c : log.claims) h << "<li class='" << (c.rfind("beats", 0) == 0 ? "ok" : "no") << "'>" << esc(c) << "</li>";
     h << "<li>scan: " << analysis::verdict_name(log.start.verdict) << " → " << analysis::verdict_name(final_m->verdict) << "; collapsed layer-roles "
@@ -112,11 +107,11 @@ std::string resurrection_report_html(const ResurrectionLog& log) {
     h << "<h2>Diagnosis</h2><ul>";
     for (const auto& d : log.recipe.diagnosis) h << "<li>" << esc(d) << "</li>";
     h << "</ul><h2>Stages</h2><table><tr><th>#</th><th>stage</th><th>why</th><th>val loss</th><th>verdict</th><th>decisions</th></tr>";
-    h << "<tr><td>0</td><td>start</td><td>the run's latest checkpoint</td><td>" << num("%.4f", log.start.val_loss) << "</td><td>"
+    h << "<tr><td>0</td><td>start</td><td>the run's latest checkpoint</td><td>" << fmt("%.4f", log.start.val_loss) << "</td><td>"
       << analysis::verdict_name(log.start.verdict) << "</td><td></td></tr>";
     for (const auto& s : log.stages) {
         h << "<tr><td>" << s.index << "</td><td>" << stage_name(s.stage.kind) << "</td><td>" << esc(s.stage.reason) << "</td><td>"
-          << num("%.4f", s.after.val_loss) << "</td><td>" << analysis::verdict_name(s.after.verdict) << "</td><td class='"
+          << fmt("%.4f", s.after.val_loss) << "</td><td>" << analysis::verdict_name(s.after.verdict) << "</td><td class='"
           << (s.accepted ? "ok" : "no") << "'>";
         for (const auto& d : s.decisions) h << esc(d) << "<br>";
         h << "</td></tr>";
@@ -141,7 +136,7 @@ std::string resurrection_report_html(const ResurrectionLog& log) {
       << "</pre><p>after" << (final_m->degenerate ? " (degenerate)" : "") << ":</p><pre>" << esc(final_m->generation) << "</pre>";
     h << "<h2>Baselines</h2><table><tr><th>baseline</th><th>what</th><th>val loss</th><th>verdict</th></tr>";
     for (const auto& b : log.baselines)
-        h << "<tr><td>" << esc(b.name) << "</td><td>" << esc(b.description) << "</td><td>" << num("%.4f", b.measurement.val_loss) << "</td><td>"
+        h << "<tr><td>" << esc(b.name) << "</td><td>" << esc(b.description) << "</td><td>" << fmt("%.4f", b.measurement.val_loss) << "</td><td>"
           << analysis::verdict_name(b.measurement.verdict) << "</td></tr>";
     h << "</table><p>Data: " << esc(log.tokens) << " (training), " << esc(log.val_tokens) << " (validation); seed " << log.recipe.seed << ", "
       << log.recipe.threads << " thread(s). Replay: <code>bitfsck resurrect --replay resurrection.json -o OTHER_DIR</code>.</p></body></html>\n";

@@ -13,6 +13,7 @@
 #include "bitfsck/io/atomic_write.hpp"
 #include "bitfsck/io/checkpoint_files.hpp"
 #include "bitfsck/io/mapped_file.hpp"
+#include "bitfsck/io/text.hpp"
 #include "bitfsck/repair/repair.hpp"
 #include "bitfsck/repair/repair_json.hpp"
 #include "bitfsck/repair/resurrect.hpp"
@@ -23,12 +24,6 @@ namespace fs = std::filesystem;
 using ojson = nlohmann::ordered_json;
 
 namespace {
-
-std::string fmt(const char* f, double v) {
-    char b[64];
-    std::snprintf(b, sizeof b, f, v);
-    return b;
-}
 
 std::string file_hash(const fs::path& p) { return analysis::content_hash(io::MappedFile(p)); }
 
