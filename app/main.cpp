@@ -37,7 +37,7 @@ struct Args {
     double timeout_s = 300;
 };
 
-constexpr const char* kUsage =
+constexpr const char* kUsageText =
     "usage: bitfsck-gui [FILE|DIR...] [--screenshot OUT.png --view overview|layers|tensor|timeline|compare|induction|repair|resurrect]\n"
     "                   [--width 1280 --height 800] [--timeout SECONDS]\n"
     "Opens checkpoints and run folders in the bitfsck desktop app. With --screenshot it waits for loading and\n"
@@ -45,9 +45,14 @@ constexpr const char* kUsage =
     "view it first runs the induction probe (cpu, default parameters) on the first input; for the repair view it\n"
     "previews the first collapsed tensor of the first input with the default inflate parameters; for the resurrect\n"
     "view it plans the first input (a run folder) and shows the recipe with its reasons (and the results of a run\n"
-    "already in <run>.resurrected/).\n";
+    "already in <run>.resurrected/).\n"
+    "Exit codes: 0 done, 1 bad arguments, 2 an input could not be read or the PNG written, 124 a screenshot timed out.\n";
 
-[[noreturn]] void fail(const std::string& message, int code = 1) {
+// The CLI's codes (README): 1 bad usage, 2 a file that cannot be read or an output that cannot be
+// written; and 124 for a screenshot that timed out waiting for its analysis.
+constexpr int kUsage = 1, kUnreadable = 2, kTimedOut = 124;
+
+[[noreturn]] void fail(const std::string& message, int code = kUsage) {
     std::cerr << "bitfsck-gui: " << message << "\n";
     std::exit(code);
 }
@@ -59,7 +64,7 @@ int parse_int(const std::string& flag, const std::string& v, int lo, int hi) {
         if (used == v.size() && n >= lo && n <= hi) return n;
     } catch (const std::exception&) {
     }
-    fail(flag + " wants a whole number from " + std::to_string(lo) + " to " + std::to_string(hi) + ", not '" + v + "'", 2);
+    fail(flag + " wants a whole number from " + std::to_string(lo) + " to " + std::to_string(hi) + ", not '" + v + "'");
 }
 
 Args parse_args(int argc, char** argv) {
@@ -67,11 +72,11 @@ Args parse_args(int argc, char** argv) {
     for (int i = 1; i < argc; ++i) {
         const std::string arg = argv[i];
         auto value = [&]() -> std::string {
-            if (i + 1 >= argc) fail(arg + " needs a value", 2);
+            if (i + 1 >= argc) fail(arg + " needs a value");
             return argv[++i];
         };
         if (arg == "-h" || arg == "--help") {
-            std::cout << kUsage;
+            std::cout << kUsageText;
             std::exit(0);
         } else if (arg == "--version") {
             std::cout << "bitfsck-gui " << BITFSCK_VERSION << "\n";
@@ -81,7 +86,7 @@ Args parse_args(int argc, char** argv) {
         } else if (arg == "--view") {
             const std::string v = value();
             auto view = view_from_name(v);
-            if (!view) fail("--view wants overview, layers, tensor, timeline, compare, induction, repair or resurrect, not '" + v + "'", 2);
+            if (!view) fail("--view wants overview, layers, tensor, timeline, compare, induction, repair or resurrect, not '" + v + "'");
             a.view = *view;  // without --screenshot: the view the app starts on
         } else if (arg == "--width") {
             a.width = parse_int(arg, value(), 320, 8192);
@@ -90,17 +95,17 @@ Args parse_args(int argc, char** argv) {
         } else if (arg == "--timeout") {
             a.timeout_s = parse_int(arg, value(), 1, 86400);
         } else if (arg.size() > 1 && arg[0] == '-' && arg != "-") {
-            fail("unknown option " + arg + " (see --help)", 2);
+            fail("unknown option " + arg + " (see --help)");
         } else {
             a.inputs.push_back(arg);
         }
     }
-    if (a.screenshot && a.inputs.empty()) fail("--screenshot needs at least one file or folder to open", 2);
+    if (a.screenshot && a.inputs.empty()) fail("--screenshot needs at least one file or folder to open");
     if (a.screenshot && a.view == View::Induction && !kHaveModel)
-        fail("--view induction: this bitfsck-gui was built without model/ (configure with -DBITFSCK_BUILD_MODEL=ON)", 2);
+        fail("--view induction: this bitfsck-gui was built without model/ (configure with -DBITFSCK_BUILD_MODEL=ON)");
     for (const auto& in : a.inputs) {
         std::error_code ec;
-        if (!fs::exists(in, ec)) fail(in + ": no such file or folder");
+        if (!fs::exists(in, ec)) fail(in + ": no such file or folder", kUnreadable);
     }
     return a;
 }
@@ -230,7 +235,7 @@ int main(int argc, char** argv) {
             if (shot && args.view == View::Resurrect) {
                 if (const Document* d = selected_document(state)) {
                     default_resurrect_paths(state.resurrect, d->path);
-                    start_resurrect_plan(state.resurrect);
+                    start_resurrect_plan(state.jobs, state.resurrect);
                     // A finished run in the default output folder is shown too.
                     state.resurrect.log = read_resurrection_log(state.resurrect.out_dir);
                 }
@@ -252,7 +257,7 @@ int main(int argc, char** argv) {
             for (; errors_seen < state.log.size(); ++errors_seen)
                 if (state.log[errors_seen].level == LogLine::Level::Error) {
                     std::cerr << "bitfsck-gui: " << state.log[errors_seen].text << "\n";
-                    exit_code = 1;
+                    exit_code = kUnreadable;
                 }
             if (exit_code) break;
         } else if (config && state.recent != saved_recent) {
@@ -288,7 +293,7 @@ int main(int argc, char** argv) {
                     write_framebuffer_png(*args.screenshot, fbw, fbh);
                 } catch (const Error& e) {
                     std::cerr << "bitfsck-gui: " << e.what() << "\n";
-                    exit_code = 1;
+                    exit_code = kUnreadable;
                 }
                 break;
             }
@@ -297,7 +302,7 @@ int main(int argc, char** argv) {
                 std::string what;
                 overall_progress(state, &what);
                 std::cerr << "bitfsck-gui: timed out after " << args.timeout_s << " s waiting for: " << what << "\n";
-                exit_code = 1;
+                exit_code = kTimedOut;
                 break;
             }
         }

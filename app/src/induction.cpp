@@ -6,15 +6,11 @@
 #include <cmath>
 #include <cstdio>
 
+#include "bitfsck/io/text.hpp"
+
 namespace bitfsck::app {
 
 namespace {
-
-std::string num(const char* format, double v) {
-    char buf[64];
-    std::snprintf(buf, sizeof buf, format, v);
-    return buf;
-}
 
 }  // namespace
 
@@ -144,10 +140,10 @@ std::string head_tooltip(const model::InductionReport& r, const HeadCell& c, Ind
     for (int i = 0; i < kInductionMetricCount; ++i) {
         const auto metric = static_cast<InductionMetric>(i);
         t += std::string(metric == shown ? "> " : "  ") + std::string(induction_metric_name(metric)) + "  " +
-             num("%.4f", metric_value(*m, metric)) + "\n";
+             fmt("%.4f", metric_value(*m, metric)) + "\n";
     }
     if (std::isfinite(m->ipmr) && m->ipmr >= r.specialist_threshold)
-        t += "A specialist: IPMR >= " + num("%.3g", r.specialist_threshold) + ".\n";
+        t += "A specialist: IPMR >= " + fmt("%.3g", r.specialist_threshold) + ".\n";
     if (auto top = top_head(r, shown); top && *top == c) t += "The top head by " + std::string(induction_metric_name(shown)) + ".\n";
     t += "\n" + explain_induction_metric(shown);
     return t;
@@ -161,7 +157,7 @@ std::string report_summary(const model::InductionReport& r) {
                     std::string(model::probe_name(r.probe)) + ": " + std::to_string(r.batch) + " rows of " + std::to_string(r.seq_len) +
                     " random tokens x2, seed " + std::to_string(r.seed) + (r.bos ? ", BOS first" : ", no BOS") + "; " +
                     std::to_string(r.eligible_positions) + " eligible positions, " + std::to_string(r.tokens) + " tokens at " +
-                    num("%.0f", r.tokens_per_second) + " tokens/s on " + r.device;
+                    fmt("%.0f", r.tokens_per_second) + " tokens/s on " + r.device;
     return s;
 }
 

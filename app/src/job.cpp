@@ -3,7 +3,6 @@
 #include <chrono>
 
 #include "bitfsck/io/error.hpp"
-#include "bitfsck/analysis/scan.hpp"
 
 namespace bitfsck::app {
 
@@ -12,6 +11,18 @@ void JobControl::progress(std::uint64_t done, std::uint64_t total, const std::st
     total_.store(total, std::memory_order_relaxed);
     std::lock_guard lock(label_mutex_);
     if (label_ != label) label_ = label;
+}
+
+ProgressCallback JobControl::callback(std::uint64_t base, std::uint64_t span, std::uint64_t total, std::string label) {
+    return [this, base, span, total, label = std::move(label)](const Progress& p) {
+        if (span == 0) {
+            progress(p.done, p.total, label.empty() ? p.label : label);
+        } else {
+            const std::uint64_t part = p.total ? static_cast<std::uint64_t>(static_cast<double>(span) * double(p.done) / double(p.total)) : 0;
+            progress(base + part, total, label.empty() ? p.label : label);
+        }
+        return !cancel_requested();
+    };
 }
 
 float JobControl::fraction() const {
@@ -36,7 +47,7 @@ void JobBase::start(std::function<void(JobControl&)> body) {
         JobStatus end = JobStatus::Done;
         try {
             body(control_);
-        } catch (const analysis::Cancelled&) {
+        } catch (const Cancelled&) {
             end = JobStatus::Cancelled;
         } catch (const std::exception& e) {
             // A cancel request can surface as another error from deep in a library; what the

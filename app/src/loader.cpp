@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <system_error>
 
+#include "bitfsck/analysis/run.hpp"
 #include "bitfsck/analysis/scan.hpp"
 #include "bitfsck/analysis/timeline.hpp"
 #include "bitfsck/io/checkpoint_files.hpp"
@@ -16,26 +17,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// Error messages from io/ already name the file; the others get it prepended.
-std::string naming_file(const fs::path& file, const std::string& what) {
-    return what.find(file.string()) != std::string::npos ? what : file.string() + ": " + what;
-}
-
-std::shared_ptr<CheckpointData> load_checkpoint(const fs::path& file, JobControl& control, std::uint64_t base,
-                                                std::uint64_t span, std::uint64_t total, const std::string& label) {
+std::shared_ptr<CheckpointData> checkpoint_data(const analysis::RunMember& m) {
     auto data = std::make_shared<CheckpointData>();
-    data->path = file;
-    control.progress(base, total, label + ": opening");
-    data->checkpoint = std::make_shared<const io::Checkpoint>(io::Checkpoint::open(file));
-    data->tree = io::object_tree(*data->checkpoint);
-    analysis::ScanOptions options;
-    options.cancel = control.cancel_flag();
-    // Each file gets `span` units of the job's bar, filled in proportion to the scan's own progress.
-    options.progress = [&control, base, span, total, label](std::uint64_t done, std::uint64_t all, const std::string&) {
-        const std::uint64_t part = all ? static_cast<std::uint64_t>(static_cast<double>(span) * double(done) / double(all)) : 0;
-        control.progress(base + part, total, label);
-    };
-    data->report = analysis::scan_checkpoint(*data->checkpoint, options);
+    data->path = m.input;
+    data->checkpoint = m.checkpoint;
+    data->tree = io::object_tree(*m.checkpoint);
+    data->report = *m.report;
     return data;
 }
 
@@ -48,54 +35,33 @@ std::shared_ptr<CheckpointData> load_checkpoint(const fs::path& file, JobControl
 }  // namespace
 
 Document load_document(const fs::path& path, JobControl& control) {
-    constexpr std::uint64_t kUnit = 1000;
     Document doc;
     doc.path = path;
     std::error_code ec;
-    if (!fs::is_directory(path, ec)) {
-        if (!fs::exists(path, ec)) throw io::FileError(path.string() + ": no such file or folder");
-        doc.checkpoints.push_back(load_checkpoint(path, control, 0, kUnit, kUnit, path.filename().string()));
+    if (!fs::exists(path, ec)) throw io::FileError(path.string() + ": no such file or folder", path.string());
+    // One way of scanning a run for every front (analysis::scan_run): the same members, the same
+    // verdicts, an unreadable member reported and the rest scanned.
+    analysis::RunScanOptions options;
+    options.keep_checkpoints = true;
+    options.scan.progress = control.callback();
+    const std::vector<analysis::RunMember> members = analysis::scan_run({path.string()}, options);
+    // A file, or a folder holding one (sharded) model, is one checkpoint; other folders are runs.
+    if (!fs::is_directory(path, ec) || (members.size() == 1 && members.front().input == path)) {
+        const analysis::RunMember& m = members.front();
+        if (!m.report) throw Error(m.error, m.error_kind, m.input.string());
+        doc.checkpoints.push_back(checkpoint_data(m));
         return doc;
     }
-
     doc.is_run = true;
-    const std::vector<fs::path> files = io::checkpoint_files_in(path);
-    if (files.empty()) throw io::FileError(path.string() + ": no checkpoint files (*.pt, *.pth, *.bin, *.safetensors, *.ckpt)");
-    std::vector<std::shared_ptr<CheckpointData>> loaded;
-    const std::uint64_t total = kUnit * files.size();
-    for (std::size_t i = 0; i < files.size(); ++i) {
-        if (control.cancel_requested()) throw analysis::Cancelled();
-        const std::string label = "[" + std::to_string(i + 1) + "/" + std::to_string(files.size()) + "] " + files[i].filename().string();
-        try {
-            auto data = load_checkpoint(files[i], control, kUnit * i, kUnit, total, label);
-            // A checkpoint needs a step to take its place in the timeline; leave it out alone
-            // rather than refusing the whole run (as the CLI's timeline does).
-            if (!data->report.step && !analysis::step_from_file_name(files[i])) {
-                doc.skipped.push_back(files[i].string() + ": no training step in the checkpoint or digits in its name");
-                continue;
-            }
-            loaded.push_back(std::move(data));
-        } catch (const analysis::Cancelled&) {
-            throw;
-        } catch (const Error& e) {
-            // Run folders hold data files too (train.bin); they are not the run's checkpoints.
-            doc.skipped.push_back(naming_file(files[i], e.what()));
-        }
-    }
-    if (loaded.empty())
-        throw io::FormatError(path.string(), "none of the " + std::to_string(files.size()) + " files is a readable checkpoint" +
-                                                 (doc.skipped.empty() ? "" : " (" + doc.skipped.front() + ")"));
-    control.progress(total, total, "building the timeline");
-    std::vector<analysis::ScanReport> reports;
-    reports.reserve(loaded.size());
-    for (const auto& c : loaded) reports.push_back(c->report);
-    doc.timeline = analysis::build_timeline(std::move(reports));
-    // Put the checkpoints in the timeline's (step) order, so points[i] is checkpoints[i].
+    control.progress(1, 1, "building the timeline");
+    doc.timeline = analysis::timeline_of(members);
+    for (const auto& skipped : doc.timeline->skipped) doc.skipped.push_back(skipped.reason);
+    // The checkpoints in the timeline's (step) order, so points[i] is checkpoints[i].
     for (const auto& p : doc.timeline->points) {
-        auto it = std::find_if(loaded.begin(), loaded.end(), [&](const auto& c) { return c && c->report.file == p.file; });
-        if (it == loaded.end())
+        auto it = std::find_if(members.begin(), members.end(), [&](const auto& m) { return m.report && m.report->file == p.file; });
+        if (it == members.end())
             throw io::FormatError(path.string(), "the timeline names " + p.file + ", which is not among the scanned files");
-        doc.checkpoints.push_back(std::move(*it));
+        doc.checkpoints.push_back(checkpoint_data(*it));
     }
     return doc;
 }
@@ -106,10 +72,55 @@ void start_open(AppState& s, const fs::path& path) {
     add_recent(s.recent, path);
     LoadJob job;
     job.path = path;
-    job.job = std::make_unique<Job<Document>>("open " + path.string(), [path](JobControl& c) { return load_document(path, c); });
+    job.job = s.jobs.start<Document>(
+        "open " + path.string(), [path](JobControl& c) { return load_document(path, c); },
+        [&s](Job<Document>& j) {
+            std::erase_if(s.loads, [&](const LoadJob& l) { return l.job.get() == &j; });
+            switch (j.status()) {
+                case JobStatus::Done: {
+                    Document d = std::move(*j.take());
+                    std::string line = "opened " + d.path.string();
+                    if (d.timeline)
+                        line += ": " + std::to_string(d.timeline->points.size()) + " checkpoints, run " +
+                                std::string(analysis::verdict_name(d.timeline->final_verdict));
+                    else if (!d.checkpoints.empty())
+                        line += ": " + std::string(analysis::verdict_name(d.checkpoints.front()->report.verdict));
+                    for (const auto& skip : d.skipped) log_info(s, "skipped " + skip);
+                    const fs::path opened = d.path;
+                    const int id = add_document(s, std::move(d));
+                    log_info(s, line);
+                    // A repaired output: shown next to its source in the compare view.
+                    if (s.repair.open_pending && s.repair.open_pending->first == opened) {
+                        if (find_checkpoint(s, s.repair.open_pending->second)) {
+                            s.compare_a = s.repair.open_pending->second;
+                            s.compare_b = CheckpointRef{id, 0};
+                        }
+                        s.repair.open_pending.reset();
+                    }
+                    break;
+                }
+                case JobStatus::Failed: log_error(s, j.error()); break;
+                case JobStatus::Cancelled: log_info(s, "cancelled: " + j.title()); break;
+                case JobStatus::Running: break;
+            }
+        });
     s.loads.push_back(std::move(job));
     log_info(s, "opening " + path.string());
 }
+
+namespace {
+
+// The common ending of a job whose view keeps one handle: a failure or a cancellation is logged,
+// and the view lets go of the handle if it is still this job's (a newer one may have replaced it).
+template <class T, class Handle>
+bool ended_ok(AppState& s, Job<T>& job, Handle& handle) {
+    const bool mine = handle && handle->job.get() == &job;
+    if (job.status() == JobStatus::Failed) log_error(s, job.error());
+    else if (job.status() == JobStatus::Cancelled) log_info(s, "cancelled: " + job.title());
+    return mine && job.status() == JobStatus::Done;
+}
+
+}  // namespace
 
 void start_diff(AppState& s, const CheckpointRef& a, const CheckpointRef& b) {
     const CheckpointData* ca = find_checkpoint(s, a);
@@ -122,21 +133,23 @@ void start_diff(AppState& s, const CheckpointRef& a, const CheckpointRef& b) {
     // out from under the worker.
     auto ka = find_document(s, a.document)->checkpoints[a.checkpoint];
     auto kb = find_document(s, b.document)->checkpoints[b.checkpoint];
-    if (s.diff_job) {
-        // diff_checkpoints has no cancel flag: the old job runs to its end, its result dropped.
-        s.diff_job->job->cancel();
-        s.abandoned.push_back(std::move(s.diff_job->job));
-    }
+    if (s.diff_job) s.diff_job->job->cancel();  // it stops at its next tensor; the registry keeps it until then
     DiffJob job;
     job.a = a;
     job.b = b;
     const std::string title = "compare " + ka->path.filename().string() + " with " + kb->path.filename().string();
-    job.job = std::make_unique<Job<analysis::CheckpointDiff>>(title, [ka, kb](JobControl& c) {
-        return analysis::diff_checkpoints(*ka->checkpoint, *kb->checkpoint, ka->report.quantizer, 0,
-                                          [&c](std::uint64_t done, std::uint64_t total, const std::string& label) {
-                                              c.progress(done, total, label);
-                                          });
-    });
+    job.job = s.jobs.start<analysis::CheckpointDiff>(
+        title, [ka, kb](JobControl& c) { return analysis::diff_checkpoints(*ka->checkpoint, *kb->checkpoint, ka->report.quantizer, 0, c.callback()); },
+        [&s](Job<analysis::CheckpointDiff>& j) {
+            const bool mine = s.diff_job && s.diff_job->job.get() == &j;
+            if (ended_ok(s, j, s.diff_job)) {
+                s.diff = std::move(*j.take());
+                s.diff_a = s.diff_job->a;
+                s.diff_b = s.diff_job->b;
+                log_info(s, j.title() + ": " + std::to_string(s.diff->totals.tensors_compared) + " tensors compared");
+            }
+            if (mine) s.diff_job.reset();
+        });
     s.diff_job = std::move(job);
     log_info(s, title);
 }
@@ -149,28 +162,40 @@ bool start_induction(AppState& s, const CheckpointRef& ref, const InductionParam
         return false;
     }
     auto keep = find_document(s, ref.document)->checkpoints[ref.checkpoint];
-    if (s.induction.job) {
-        // The forward pass cannot stop midway: the old job runs to its end, its result dropped.
-        s.induction.job->job->cancel();
-        s.abandoned.push_back(std::move(s.induction.job->job));
-    }
+    // The old probe stops at its next step boundary; the registry keeps it until then.
+    if (s.induction.job) s.induction.job->job->cancel();
     InductionJob job;
     job.checkpoint = ref;
     job.params = params;
     const std::string title = "induction probe of " + checkpoint_label(s, ref);
-    job.job = std::make_unique<Job<model::InductionReport>>(title, [keep, params](JobControl& c) {
+    job.job = s.jobs.start<model::InductionReport>(title, [keep, params](JobControl& c) {
         // The bar: a tenth for loading (config, tensors, quantization), the rest for the forward
         // passes. Cancelling stops at the next step boundary (the library polls no flag itself).
         c.progress(0, 100, "loading the model on " + params.device);
         model::InductionOptions o = induction_options(params);
         model::Model m = model::Model::load(*keep->checkpoint, o.load);
-        if (c.cancel_requested()) throw analysis::Cancelled();
+        if (c.cancel_requested()) throw Cancelled();
         c.progress(10, 100, "forward pass on " + m.device());
         o.progress = [&c](std::int64_t done, std::int64_t total) {
             c.progress(10 + static_cast<std::uint64_t>(total > 0 ? 90.0 * double(done) / double(total) : 0.0), 100, "forward passes");
-            if (c.cancel_requested()) throw analysis::Cancelled();
+            if (c.cancel_requested()) throw Cancelled();
         };
         return model::run_induction(m, keep->path.string(), o);
+    }, [&s](Job<model::InductionReport>& j) {
+        const bool mine = s.induction.job && s.induction.job->job.get() == &j;
+        if (ended_ok(s, j, s.induction.job)) {
+            InductionResult r{s.induction.job->checkpoint, s.induction.job->params, std::move(*j.take())};
+            std::string line = j.title() + ": " + std::to_string(r.report.specialists) + " of " +
+                               std::to_string(r.report.layers * r.report.heads) + " heads with IPMR >= " + fmt_g(r.report.specialist_threshold);
+            if (!r.report.top.empty()) {
+                const auto& t = r.report.top.front();
+                line += ", top " + head_label({t.layer, t.head}) + " (IPMR " + fmt_g(t.metrics.ipmr) + ")";
+            }
+            // Results of a document closed meanwhile are dropped.
+            if (find_checkpoint(s, r.checkpoint)) add_induction_result(s, std::move(r));
+            log_info(s, line);
+        }
+        if (mine) s.induction.job.reset();
     });
     s.induction.job = std::move(job);
     log_info(s, title + " (" + params_label(params) + ")");
@@ -190,7 +215,7 @@ std::function<repair::TensorPreview(JobControl&)> preview_work(std::shared_ptr<c
     return [keep = std::move(keep), tensor = std::move(tensor), params = std::move(params)](JobControl& c) {
         c.progress(0, 1, "repairing " + tensor + " in memory");
         repair::RepairOptions o = repair_options(params, keep->report);
-        o.cancel = c.cancel_flag();
+        o.progress = c.callback();
         return repair::preview_repair(*keep->checkpoint, keep->report, tensor, o);
     };
 }
@@ -207,12 +232,17 @@ bool start_repair_preview(AppState& s, const CheckpointRef& ref, const std::stri
         return false;
     }
     auto keep = find_document(s, ref.document)->checkpoints[ref.checkpoint];
-    if (s.repair.preview_job) {
-        s.repair.preview_job->job->cancel();
-        s.abandoned.push_back(std::move(s.repair.preview_job->job));
-    }
+    if (s.repair.preview_job) s.repair.preview_job->job->cancel();
     RepairPreviewJob job{ref, tensor, params, nullptr};
-    job.job = std::make_unique<Job<repair::TensorPreview>>(preview_title(s, ref, tensor, params), preview_work(keep, tensor, params));
+    job.job = s.jobs.start<repair::TensorPreview>(
+        preview_title(s, ref, tensor, params), preview_work(keep, tensor, params), [&s](Job<repair::TensorPreview>& j) {
+            auto& handle = s.repair.preview_job;
+            const bool mine = handle && handle->job.get() == &j;
+            if (mine && j.status() == JobStatus::Failed) s.repair.preview_error = j.error();
+            if (ended_ok(s, j, handle) && find_checkpoint(s, handle->checkpoint))
+                s.repair.preview = RepairPreview{handle->checkpoint, handle->tensor, handle->params, std::move(*j.take())};
+            if (mine) handle.reset();
+        });
     s.repair.preview_job = std::move(job);
     s.repair.preview_error.clear();
     return true;
@@ -251,191 +281,40 @@ bool start_repair_run(AppState& s, const CheckpointRef& ref, const RepairParams&
     repair::RepairOptions o = repair_options(params, c->report, only_tensor);
     RepairRunJob job{ref, input, output, params, nullptr};
     const std::string title = "repair " + input.filename().string() + " -> " + output.string() + " (" + repair_params_label(params) + ")";
-    job.job = std::make_unique<Job<repair::RepairLog>>(title, [input, output, o](JobControl& control) {
-        repair::RepairOptions options = o;
-        options.cancel = control.cancel_flag();
-        options.progress = [&control](std::uint64_t done, std::uint64_t total, const std::string& label) {
-            control.progress(done, total, label);
-        };
-        control.progress(0, 1, "repairing");
-        return repair::repair_checkpoint(input, output, options);
-    });
+    job.job = s.jobs.start<repair::RepairLog>(
+        title,
+        [input, output, o](JobControl& control) {
+            repair::RepairOptions options = o;
+            options.progress = control.callback();
+            control.progress(0, 1, "repairing");
+            return repair::repair_checkpoint(input, output, options);
+        },
+        [&s](Job<repair::RepairLog>& j) {
+            auto& handle = s.repair.run_job;
+            const bool mine = handle && handle->job.get() == &j;
+            if (ended_ok(s, j, handle)) {
+                RepairRun r{handle->source, handle->output, handle->params, std::move(*j.take())};
+                log_info(s, "repaired " + r.log.input + " -> " + r.log.output + ": " + std::to_string(r.log.tensors.size()) +
+                                " tensors changed, verdict " + verdict_change(r.log) + " (log " + repair::repair_log_path(r.output).string() + ")");
+                s.repair.open_pending = std::make_pair(r.output, r.source);
+                start_open(s, r.output);
+                s.repair.last_run = std::move(r);
+            }
+            if (mine) handle.reset();
+        });
     s.repair.run_job = std::move(job);
     log_info(s, title);
     return true;
 }
 
-int poll_jobs(AppState& s) {
-    int finished = 0;
-    for (auto it = s.loads.begin(); it != s.loads.end();) {
-        Job<Document>& job = *it->job;
-        if (!job.finished()) {
-            ++it;
-            continue;
-        }
-        ++finished;
-        switch (job.status()) {
-            case JobStatus::Done: {
-                Document d = std::move(*job.take());
-                std::string line = "opened " + d.path.string();
-                if (d.timeline)
-                    line += ": " + std::to_string(d.timeline->points.size()) + " checkpoints, run " +
-                            std::string(analysis::verdict_name(d.timeline->final_verdict));
-                else if (!d.checkpoints.empty())
-                    line += ": " + std::string(analysis::verdict_name(d.checkpoints.front()->report.verdict));
-                for (const auto& skip : d.skipped) log_info(s, "skipped " + skip);
-                const fs::path opened = d.path;
-                const int id = add_document(s, std::move(d));
-                log_info(s, line);
-                // A repaired output: shown next to its source in the compare view.
-                if (s.repair.open_pending && s.repair.open_pending->first == opened) {
-                    if (find_checkpoint(s, s.repair.open_pending->second)) {
-                        s.compare_a = s.repair.open_pending->second;
-                        s.compare_b = CheckpointRef{id, 0};
-                    }
-                    s.repair.open_pending.reset();
-                }
-                break;
-            }
-            case JobStatus::Failed: log_error(s, job.error()); break;
-            case JobStatus::Cancelled: log_info(s, "cancelled: " + job.title()); break;
-            case JobStatus::Running: break;
-        }
-        it = s.loads.erase(it);
-    }
-    if (s.diff_job && s.diff_job->job->finished()) {
-        ++finished;
-        auto& job = *s.diff_job->job;
-        if (job.status() == JobStatus::Done) {
-            s.diff = std::move(*job.take());
-            s.diff_a = s.diff_job->a;
-            s.diff_b = s.diff_job->b;
-            log_info(s, job.title() + ": " + std::to_string(s.diff->totals.tensors_compared) + " tensors compared");
-        } else if (job.status() == JobStatus::Failed) {
-            log_error(s, job.error());
-        } else {
-            log_info(s, "cancelled: " + job.title());
-        }
-        s.diff_job.reset();
-    }
-#ifdef BITFSCK_APP_HAVE_MODEL
-    if (s.induction.job && s.induction.job->job->finished()) {
-        ++finished;
-        auto& job = *s.induction.job->job;
-        if (job.status() == JobStatus::Done) {
-            InductionResult r{s.induction.job->checkpoint, s.induction.job->params, std::move(*job.take())};
-            std::string line = job.title() + ": " + std::to_string(r.report.specialists) + " of " +
-                               std::to_string(r.report.layers * r.report.heads) + " heads with IPMR >= " +
-                               fmt_g(r.report.specialist_threshold);
-            if (!r.report.top.empty()) {
-                const auto& t = r.report.top.front();
-                line += ", top " + head_label({t.layer, t.head}) + " (IPMR " + fmt_g(t.metrics.ipmr) + ")";
-            }
-            // Results of a document closed meanwhile are dropped.
-            if (find_checkpoint(s, r.checkpoint)) add_induction_result(s, std::move(r));
-            log_info(s, line);
-        } else if (job.status() == JobStatus::Failed) {
-            log_error(s, job.error());
-        } else {
-            log_info(s, "cancelled: " + job.title());
-        }
-        s.induction.job.reset();
-    }
-#endif
-    if (s.repair.preview_job && s.repair.preview_job->job->finished()) {
-        ++finished;
-        auto& job = *s.repair.preview_job->job;
-        if (job.status() == JobStatus::Done) {
-            const RepairPreviewJob& pj = *s.repair.preview_job;
-            if (find_checkpoint(s, pj.checkpoint)) s.repair.preview = RepairPreview{pj.checkpoint, pj.tensor, pj.params, std::move(*job.take())};
-        } else if (job.status() == JobStatus::Failed) {
-            s.repair.preview_error = job.error();
-            log_error(s, job.title() + ": " + job.error());
-        }
-        s.repair.preview_job.reset();
-    }
-    if (s.repair.run_job && s.repair.run_job->job->finished()) {
-        ++finished;
-        auto& job = *s.repair.run_job->job;
-        if (job.status() == JobStatus::Done) {
-            RepairRun r{s.repair.run_job->source, s.repair.run_job->output, s.repair.run_job->params, std::move(*job.take())};
-            log_info(s, "repaired " + r.log.input + " -> " + r.log.output + ": " + std::to_string(r.log.tensors.size()) +
-                            " tensors changed, verdict " + verdict_change(r.log) + " (log " +
-                            repair::repair_log_path(r.output).string() + ")");
-            s.repair.open_pending = std::make_pair(r.output, r.source);
-            start_open(s, r.output);
-            s.repair.last_run = std::move(r);
-        } else if (job.status() == JobStatus::Failed) {
-            log_error(s, job.error());
-        } else {
-            log_info(s, "cancelled: " + job.title());
-        }
-        s.repair.run_job.reset();
-    }
-    s.abandoned.erase(std::remove_if(s.abandoned.begin(), s.abandoned.end(), [](const auto& j) { return j->finished(); }),
-                      s.abandoned.end());
-    return finished;
-}
+int poll_jobs(AppState& s) { return s.jobs.poll(); }
 
-bool busy(const AppState& s) {
-#ifdef BITFSCK_APP_HAVE_MODEL
-    if (s.induction.job) return true;
-#endif
-    return !s.loads.empty() || s.diff_job.has_value() || s.repair.preview_job.has_value() || s.repair.run_job.has_value() ||
-           s.resurrect.plan_job != nullptr || s.resurrect.run_job != nullptr;
-}
+bool busy(const AppState& s) { return s.jobs.busy(); }
 
-void cancel_all(AppState& s) {
-    for (auto& l : s.loads) l.job->cancel();
-    if (s.repair.preview_job) {
-        s.repair.preview_job->job->cancel();
-        s.abandoned.push_back(std::move(s.repair.preview_job->job));
-        s.repair.preview_job.reset();
-    }
-    if (s.repair.run_job) {
-        // repair_checkpoint polls the flag and writes under a temporary name: nothing half-written stays.
-        s.repair.run_job->job->cancel();
-        log_info(s, "cancelled: " + s.repair.run_job->job->title());
-        s.abandoned.push_back(std::move(s.repair.run_job->job));
-        s.repair.run_job.reset();
-    }
-    if (s.diff_job) {
-        s.diff_job->job->cancel();
-        log_info(s, "cancelled: " + s.diff_job->job->title());
-        s.abandoned.push_back(std::move(s.diff_job->job));
-        s.diff_job.reset();
-    }
-#ifdef BITFSCK_APP_HAVE_MODEL
-    if (s.induction.job) {
-        s.induction.job->job->cancel();
-        log_info(s, "cancelled: " + s.induction.job->job->title());
-        s.abandoned.push_back(std::move(s.induction.job->job));
-        s.induction.job.reset();
-    }
-#endif
-}
+// Every running job is asked to stop; each one's ending (at the library's next check) logs it and
+// lets its view's handle go. A repair writes under a temporary name: nothing half-written stays.
+void cancel_all(AppState& s) { s.jobs.cancel_all(); }
 
-float overall_progress(const AppState& s, std::string* label) {
-    float sum = 0;
-    int n = 0;
-    std::string first;
-    auto add = [&](const JobBase& j) {
-        sum += j.fraction();
-        ++n;
-        if (first.empty()) {
-            std::string l = j.label();
-            first = j.title() + (l.empty() ? "" : " - " + l);
-        }
-    };
-    for (const auto& l : s.loads) add(*l.job);
-    if (s.diff_job) add(*s.diff_job->job);
-    if (s.repair.preview_job) add(*s.repair.preview_job->job);
-    if (s.repair.run_job) add(*s.repair.run_job->job);
-#ifdef BITFSCK_APP_HAVE_MODEL
-    if (s.induction.job) add(*s.induction.job->job);
-#endif
-    if (label) *label = n > 1 ? first + " (+" + std::to_string(n - 1) + " more)" : first;
-    return n ? sum / static_cast<float>(n) : 0.0f;
-}
+float overall_progress(const AppState& s, std::string* label) { return s.jobs.progress(label); }
 
 }  // namespace bitfsck::app

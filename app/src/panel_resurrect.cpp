@@ -164,11 +164,11 @@ void draw_resurrect(AppState& s) {
     ImGui::SameLine();
     const bool planning = v.plan_job != nullptr, running = v.run_job != nullptr;
     ImGui::BeginDisabled(planning || running || v.run.empty());
-    if (ImGui::Button("Plan")) start_resurrect_plan(v);
+    if (ImGui::Button("Plan")) start_resurrect_plan(s.jobs, v);
     tooltip("Scan the run, find the collapse and propose a recipe (bitfsck plan), each choice with its reason.");
     ImGui::SameLine();
     ImGui::BeginDisabled(v.recipe_text.empty());
-    if (ImGui::Button("Run")) start_resurrect_run(v);
+    if (ImGui::Button("Run")) start_resurrect_run(s.jobs, v);
     tooltip("Run the recipe below in the background (bitfsck resurrect): every stage measured on the validation tokens and "
             "gated, then the baselines. Running again in the same folder resumes after the last completed stage.");
     ImGui::EndDisabled();

@@ -73,16 +73,28 @@ std::optional<repair::ResurrectionLog> read_resurrection_log(const fs::path& out
     }
 }
 
-void start_resurrect_plan(ResurrectView& v) {
+void start_resurrect_plan(JobRegistry& jobs, ResurrectView& v) {
     v.error.clear();
     const std::string run = v.run;
-    v.plan_job = std::make_unique<Job<repair::Recipe>>("plan " + run, [run](JobControl& c) {
-        c.progress(0, 1, "planning " + run);
-        return repair::plan_resurrection({run});
-    });
+    v.plan_job = jobs.start<repair::Recipe>(
+        "plan " + run,
+        [run](JobControl& c) {
+            c.progress(0, 1, "planning " + run);
+            return repair::plan_resurrection({run});
+        },
+        [&v](Job<repair::Recipe>& job) {
+            if (auto r = job.take()) {
+                v.plan = *r;
+                v.recipe_text = repair::to_json(*r).dump(2);
+                default_resurrect_paths(v, v.run);
+            } else {
+                v.error = job.status() == JobStatus::Cancelled ? "planning cancelled" : job.error();
+            }
+            if (v.plan_job.get() == &job) v.plan_job.reset();
+        });
 }
 
-bool start_resurrect_run(ResurrectView& v) {
+bool start_resurrect_run(JobRegistry& jobs, ResurrectView& v) {
     v.error.clear();
     v.recipe_error.clear();
     repair::ResurrectOptions o;
@@ -109,31 +121,22 @@ bool start_resurrect_run(ResurrectView& v) {
     if (!v.error.empty()) return false;
     v.live.reset();
     v.live_file.clear();
-    v.run_job = std::make_unique<Job<repair::ResurrectionLog>>("resurrect " + v.run, [o](JobControl& c) mutable {
-        o.cancel = c.cancel_flag();
-        o.progress = [&c](const std::string& what, double fraction) { c.progress(static_cast<std::uint64_t>(fraction * 1000), 1000, what); };
-        return repair::run_resurrection(o);
-    });
+    v.run_job = jobs.start<repair::ResurrectionLog>(
+        "resurrect " + v.run,
+        [o](JobControl& c) mutable {
+            o.cancel = c.cancel_flag();
+            o.progress = [&c](const std::string& what, double fraction) { c.progress(static_cast<std::uint64_t>(fraction * 1000), 1000, what); };
+            return repair::run_resurrection(o);
+        },
+        [&v](Job<repair::ResurrectionLog>& job) {
+            if (auto r = job.take()) v.log = std::move(*r);
+            else v.error = job.status() == JobStatus::Cancelled ? "cancelled (run again to resume after the last completed stage)" : job.error();
+            if (v.run_job.get() == &job) v.run_job.reset();
+        });
     return true;
 }
 
 void poll_resurrect(ResurrectView& v, double now) {
-    if (v.plan_job && v.plan_job->finished()) {
-        if (auto r = v.plan_job->take()) {
-            v.plan = *r;
-            v.recipe_text = repair::to_json(*r).dump(2);
-            default_resurrect_paths(v, v.run);
-        } else {
-            v.error = v.plan_job->error();
-        }
-        v.plan_job.reset();
-    }
-    if (v.run_job && v.run_job->finished()) {
-        if (auto r = v.run_job->take()) v.log = std::move(*r);
-        else v.error = v.run_job->status() == JobStatus::Cancelled ? "cancelled (run again to resume after the last completed stage)"
-                                                                    : v.run_job->error();
-        v.run_job.reset();
-    }
     // The live curves: re-read the newest metrics file twice a second while a run is going.
     if (v.run_job && now - v.live_read_at > 0.5) {
         v.live_read_at = now;

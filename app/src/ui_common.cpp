@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "bitfsck/app/ui.hpp"
+#include "bitfsck/io/text.hpp"
 
 namespace bitfsck::app {
 
@@ -28,12 +29,6 @@ ImVec4 verdict_text_colour(analysis::Verdict v) {
         case analysis::Verdict::Healthy: return ImVec4(0.45f, 0.90f, 0.55f, 1.0f);
     }
     return ImVec4(1, 1, 1, 1);
-}
-
-std::string fmt(const char* format, double v) {
-    char buf[64];
-    std::snprintf(buf, sizeof buf, format, v);
-    return buf;
 }
 
 std::string percent(double fraction, int decimals) {

@@ -56,11 +56,13 @@ TEST_CASE("resurrect view: the bitfsck executable and the newest metrics file", 
 
 TEST_CASE("resurrect view: a recipe that does not parse is not run", "[app][resurrect]") {
     ResurrectView v;
+    JobRegistry jobs;
     v.recipe_text = "{ not json";
-    CHECK_FALSE(start_resurrect_run(v));
+    CHECK_FALSE(start_resurrect_run(jobs, v));
     CHECK(v.recipe_error.find("not valid JSON") != std::string::npos);
     v.recipe_text = "{\"schema_version\": 1, \"stages\": []}";
-    CHECK_FALSE(start_resurrect_run(v));
+    CHECK_FALSE(start_resurrect_run(jobs, v));
     CHECK(v.recipe_error.find("not a resurrection recipe") != std::string::npos);
     CHECK(v.run_job == nullptr);
+    CHECK(jobs.size() == 0);
 }

@@ -193,7 +193,7 @@ TEST_CASE("a job reports failure with the library's message, and cancellation") 
     Job<int> waiting("wait", [](JobControl& c) -> int {
         c.progress(1, 4, "quarter");
         while (!c.cancel_requested()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-        throw analysis::Cancelled();
+        throw Cancelled();
     });
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     CHECK_FALSE(waiting.finished());

@@ -17,6 +17,7 @@
 #include "bitfsck/analysis/timeline.hpp"
 #include "bitfsck/app/induction.hpp"
 #include "bitfsck/app/job.hpp"
+#include "bitfsck/app/job_registry.hpp"
 #include "bitfsck/app/repair_view.hpp"
 #include "bitfsck/app/resurrect_view.hpp"
 #include "bitfsck/io/checkpoint.hpp"
@@ -97,12 +98,12 @@ struct LogLine {
 
 struct LoadJob {
     std::filesystem::path path;
-    std::unique_ptr<Job<Document>> job;
+    std::shared_ptr<Job<Document>> job;
 };
 
 struct DiffJob {
     CheckpointRef a, b;
-    std::unique_ptr<Job<analysis::CheckpointDiff>> job;
+    std::shared_ptr<Job<analysis::CheckpointDiff>> job;
 };
 
 #ifdef BITFSCK_APP_HAVE_MODEL
@@ -116,7 +117,7 @@ struct InductionResult {
 struct InductionJob {
     CheckpointRef checkpoint;
     InductionParams params;
-    std::unique_ptr<Job<model::InductionReport>> job;
+    std::shared_ptr<Job<model::InductionReport>> job;
 };
 #endif
 
@@ -148,7 +149,7 @@ struct RepairPreviewJob {
     CheckpointRef checkpoint;
     std::string tensor;
     RepairParams params;
-    std::unique_ptr<Job<repair::TensorPreview>> job;
+    std::shared_ptr<Job<repair::TensorPreview>> job;
 };
 
 // A repair written to disk (repair::repair_checkpoint): the output is opened as a new document.
@@ -163,7 +164,7 @@ struct RepairRunJob {
     CheckpointRef source;
     std::filesystem::path input, output;
     RepairParams params;
-    std::unique_ptr<Job<repair::RepairLog>> job;
+    std::shared_ptr<Job<repair::RepairLog>> job;
 };
 
 // The repair view: the step and parameters, the tensor previewed, the latest preview and run.
@@ -209,11 +210,11 @@ struct AppState {
     RepairView repair;
     ResurrectView resurrect;
 
+    // Every background job, running or ended but not yet handled: the status bar, Cancel and the
+    // poll loop walk it. The fields below are the views' handles on their own jobs.
+    JobRegistry jobs;
     std::vector<LoadJob> loads;
     std::optional<DiffJob> diff_job;
-    // Jobs whose result nobody wants any more but which cannot stop early (diff_checkpoints has
-    // no cancel flag): kept until they end, so their threads are joined without blocking a frame.
-    std::vector<std::unique_ptr<JobBase>> abandoned;
     std::deque<LogLine> log;
     std::vector<std::string> recent;         // most recent first
     std::string path_box;                     // the path the user is typing

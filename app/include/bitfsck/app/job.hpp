@@ -11,6 +11,8 @@
 #include <thread>
 #include <utility>
 
+#include "bitfsck/io/progress.hpp"
+
 namespace bitfsck::app {
 
 enum class JobStatus { Running, Done, Failed, Cancelled };
@@ -23,6 +25,10 @@ public:
     void progress(std::uint64_t done, std::uint64_t total, const std::string& label);
     bool cancel_requested() const { return cancel_.load(std::memory_order_relaxed); }
     const std::atomic<bool>* cancel_flag() const { return &cancel_; }
+    // The callback a library takes (io/progress.hpp): shows its progress in [base, base + span)
+    // of `total` units of this job's bar (span 0: as the library counts it), and returns false
+    // once Cancel was pressed.
+    ProgressCallback callback(std::uint64_t base = 0, std::uint64_t span = 0, std::uint64_t total = 0, std::string label = {});
 
     float fraction() const;   // 0..1; 0 while total is unknown
     std::string label() const;

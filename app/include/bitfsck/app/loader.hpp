@@ -12,7 +12,7 @@ namespace bitfsck::app {
 
 // Opens and scans one file (Document with one checkpoint) or every checkpoint of a folder and
 // builds the timeline. Runs on the calling thread; throws bitfsck::Error with a one-line message,
-// analysis::Cancelled when control's cancel flag is set.
+// Cancelled when Cancel is pressed.
 Document load_document(const std::filesystem::path& path, JobControl& control);
 
 // Starts loading path in the background (nothing when it is already loading) and records it in

@@ -12,6 +12,7 @@
 #include "bitfsck/io/error.hpp"  // first: analysis headers use bitfsck::Error
 #include "bitfsck/analysis/training_metrics.hpp"
 #include "bitfsck/app/job.hpp"
+#include "bitfsck/app/job_registry.hpp"
 #include "bitfsck/repair/resurrect.hpp"
 
 namespace bitfsck::app {
@@ -23,8 +24,8 @@ struct ResurrectView {
     std::string recipe_text;                // the plan as editable JSON
     std::string recipe_error;               // why recipe_text does not parse
     std::optional<repair::Recipe> plan;     // the last plan (its reasons are shown)
-    std::unique_ptr<Job<repair::Recipe>> plan_job;
-    std::unique_ptr<Job<repair::ResurrectionLog>> run_job;
+    std::shared_ptr<Job<repair::Recipe>> plan_job;          // handles on this view's jobs (app_state.hpp's registry runs them)
+    std::shared_ptr<Job<repair::ResurrectionLog>> run_job;
     std::optional<repair::ResurrectionLog> log;   // the last finished run, or one opened from disk
     std::optional<analysis::MetricsTimeline> live; // curves of the stage being fine-tuned
     std::filesystem::path live_file;
@@ -42,12 +43,12 @@ std::optional<std::filesystem::path> live_metrics_file(const std::filesystem::pa
 // A finished (or running) resurrection's log in out_dir, if one is there.
 std::optional<repair::ResurrectionLog> read_resurrection_log(const std::filesystem::path& out_dir);
 
-// Starts planning v.run in the background.
-void start_resurrect_plan(ResurrectView& v);
+// Starts planning v.run in the background; when it ends the recipe text is filled in.
+void start_resurrect_plan(JobRegistry& jobs, ResurrectView& v);
 // Parses v.recipe_text and starts the run in the background; false (with v.recipe_error or
-// v.error set) when the recipe or the paths are not usable.
-bool start_resurrect_run(ResurrectView& v);
-// Picks up finished jobs (plan → recipe text, run → log) and refreshes the live curves.
+// v.error set) when the recipe or the paths are not usable. When it ends, v.log holds the result.
+bool start_resurrect_run(JobRegistry& jobs, ResurrectView& v);
+// Refreshes the live curves of a running resurrection (twice a second).
 void poll_resurrect(ResurrectView& v, double now);
 
 }  // namespace bitfsck::app

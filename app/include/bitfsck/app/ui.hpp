@@ -11,6 +11,7 @@
 
 #include "bitfsck/app/app_state.hpp"
 #include "bitfsck/app/palette.hpp"
+#include "bitfsck/io/text.hpp"  // fmt, shape_text, human_bytes
 
 namespace bitfsck::app {
 
@@ -52,7 +53,6 @@ ImU32 col32(palette::Rgb c, int alpha = 255);
 ImVec4 colvec(palette::Rgb c);
 palette::Rgb verdict_row_colour(analysis::Verdict v);
 ImVec4 verdict_text_colour(analysis::Verdict v);
-std::string fmt(const char* format, double v);
 std::string percent(double fraction, int decimals = 1);
 // A tooltip with wrapped text when the last item is hovered.
 void tooltip(const std::string& text);
