@@ -117,28 +117,19 @@ void run(const FinetuneFlags& f, const ModelFlags& mf) {
     o.progress = [&](std::int64_t done, std::int64_t total, double loss) {
         if (!progress) return;
         char d[64];
-        std::snprintf(d, sizeof d, "steps, loss %.4f", loss);
-        progress->update(static_cast<std::uint64_t>(done), static_cast<std::uint64_t>(total), d);
+        std::snprintf(d, sizeof d, "loss %.4f", loss);
+        progress->update(Progress{static_cast<std::uint64_t>(done), static_cast<std::uint64_t>(total), ProgressUnit::Steps, d});
     };
     const model::FinetuneResult r = model::run_finetune(o);
     if (progress) progress->finish();
     if (!rank0) return;
     if (f.json) {
-        nlohmann::ordered_json j;
-        j["output"] = r.output.string();
-        j["metrics"] = r.metrics.string();
-        j["state"] = r.state.string();
-        j["steps_done"] = r.steps_done;
-        j["stopped_early"] = r.stopped_early;
-        j["val_loss_before"] = r.val_loss_before ? nlohmann::ordered_json(*r.val_loss_before) : nlohmann::ordered_json(nullptr);
-        j["val_loss_after"] = r.val_loss_after ? nlohmann::ordered_json(*r.val_loss_after) : nlohmann::ordered_json(nullptr);
-        j["tokens_per_second"] = r.tokens_per_second;
-        j["unpacked"] = r.unpacked;
-        j["notes"] = r.notes;
-        std::cout << j.dump(2) << "\n";
+        std::cout << model::to_json(r).dump(2) << "\n";
     } else {
         print_result(r, o);
     }
+    // Ctrl-C saved what was reached (resume with --resume), but the run did not finish.
+    if (r.stopped_early) set_exit_code(kInterrupted);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <string_view>
 
+#include "bitfsck/io/executable.hpp"
 #include "subcommands.hpp"
 #include "terminal.hpp"
 
@@ -32,9 +33,7 @@ bool is_model_command(const char* arg) {
 }
 
 int run_model_executable(char** argv) {
-    std::error_code ec;
-    std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
-    std::filesystem::path model = (ec ? std::filesystem::path(argv[0]) : self).parent_path() / "bitfsck-model";
+    const std::filesystem::path model = io::self_executable(argv[0]).parent_path() / "bitfsck-model";
     if (!std::filesystem::exists(model)) {
         print_error(std::string(argv[1]) + " needs " + model.string() +
                     ", which this build does not have (it was configured with BITFSCK_BUILD_MODEL=OFF)");

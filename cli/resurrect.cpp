@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "bitfsck/repair/resurrect.hpp"
+#include "bitfsck/io/executable.hpp"
 #include "subcommands.hpp"
 #include "terminal.hpp"
 
@@ -24,12 +25,6 @@ struct ResurrectFlags {
     std::int64_t steps = 150;
     bool keep_going = false, json = false;
 };
-
-std::filesystem::path self_executable(const char* fallback) {
-    std::error_code ec;
-    auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
-    return ec ? std::filesystem::path(fallback) : p;
-}
 
 void print_log(const repair::ResurrectionLog& log) {
     char line[256];
@@ -60,7 +55,7 @@ void run(const ResurrectFlags& f, const char* argv0) {
     std::signal(SIGINT, on_resurrect_interrupt);
     if (!f.replay.empty()) {
         if (f.out_dir.empty()) throw Error("--replay needs -o OUT_DIR (another folder than the logged run's)");
-        const auto r = repair::replay_resurrection(f.replay, f.out_dir, self_executable(argv0), on_progress);
+        const auto r = repair::replay_resurrection(f.replay, f.out_dir, io::self_executable(argv0), on_progress);
         progress.finish();
         print_log(r.log);
         std::cout << (r.identical ? green("identical: the replay reproduced resurrected.pt bit for bit")
@@ -85,7 +80,7 @@ void run(const ResurrectFlags& f, const char* argv0) {
         if (j.is_discarded()) throw Error(f.recipe + ": not JSON");
         o.recipe = repair::recipe_from_json(j, f.recipe);
     }
-    o.bitfsck = self_executable(argv0);
+    o.bitfsck = io::self_executable(argv0);
     o.keep_going = f.keep_going;
     o.progress = on_progress;
     o.cancel = &g_cancel;

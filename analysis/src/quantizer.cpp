@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "bitfsck/io/packed.hpp"
+
 namespace bitfsck::analysis {
 
 std::string_view quantizer_name(Quantizer q) {
@@ -21,7 +23,7 @@ std::optional<Quantizer> quantizer_from_name(std::string_view name) {
 
 double effective_scale(Quantizer q, double absmean) {
     switch (q) {
-        case Quantizer::BitNet: return std::max(absmean, 1e-5);
+        case Quantizer::BitNet: return io::bitnet_gamma(absmean);
         case Quantizer::Distillix: return absmean + 1e-8;
     }
     return absmean;

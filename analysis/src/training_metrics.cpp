@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "bitfsck/analysis/layers.hpp"
+#include "bitfsck/analysis/scan.hpp"
 #include "bitfsck/io/text.hpp"
 
 namespace bitfsck::analysis {
@@ -17,16 +18,9 @@ std::optional<Role> role_from_name(const std::string& name) {
 }
 
 void judge(MetricsRole& r, const Thresholds& t) {
-    if (r.std < t.collapsed_std || r.gamma < t.collapsed_std) {
-        r.verdict = Verdict::Collapsed;
-        r.reason = "std " + fmt("%.3g", r.std) + ", γ " + fmt("%.3g", r.gamma) + " < " + fmt("%g", t.collapsed_std);
-    } else if (r.zero > t.collapsed_zero_frac) {
-        r.verdict = Verdict::Collapsed;
-        r.reason = fmt("%.1f%%", 100 * r.zero) + " ternary zeros > " + fmt("%.0f%%", 100 * t.collapsed_zero_frac);
-    } else if (r.zero > t.degraded_zero_frac) {
-        r.verdict = Verdict::Degraded;
-        r.reason = fmt("%.1f%%", 100 * r.zero) + " ternary zeros > " + fmt("%.0f%%", 100 * t.degraded_zero_frac);
-    }
+    const RuleOutcome m = judge_magnitude(r.std, r.gamma, "γ", r.zero, t);
+    r.verdict = m.severity;
+    r.reason = m.message;
 }
 
 std::optional<double> number(const nlohmann::json& j, const char* key) {

@@ -146,30 +146,8 @@ private:
             add(t, &place, Verdict::Collapsed, "all_zero", "all " + std::to_string(t.count) + " values are exactly 0");
             return;
         }
-        // Small weights and mostly-zero codes are one story when both show: one finding.
-        std::vector<std::string> parts;
-        std::string rule;
-        Verdict severity = Verdict::Healthy;
-        if (t.std < th_.collapsed_std || t.absmean < th_.collapsed_std) {
-            bool by_std = t.std < th_.collapsed_std;
-            parts.push_back(std::string(by_std ? "std " : "absmean ") + num(by_std ? t.std : t.absmean) + " < " +
-                            num(th_.collapsed_std));
-            rule = "std_below";
-            severity = Verdict::Collapsed;
-        }
-        double zf = t.ternary.zero;
-        if (zf > th_.collapsed_zero_frac || zf > th_.degraded_zero_frac) {
-            bool collapsed = zf > th_.collapsed_zero_frac;
-            parts.push_back(pct(zf) + " ternary zeros > " +
-                            pct_threshold(collapsed ? th_.collapsed_zero_frac : th_.degraded_zero_frac));
-            if (rule.empty()) rule = "zeros_above";
-            severity = worst(severity, collapsed ? Verdict::Collapsed : Verdict::Degraded);
-        }
-        if (!parts.empty()) {
-            std::string message = parts[0];
-            for (std::size_t i = 1; i < parts.size(); ++i) message += " and " + parts[i];
-            add(t, &place, severity, rule, message);
-        }
+        const RuleOutcome m = judge_magnitude(t.std, t.absmean, "absmean", t.ternary.zero, th_);
+        if (m.severity != Verdict::Healthy) add(t, &place, m.severity, m.rule, m.message);
 
         judge_role_outlier(t, place);
 
@@ -224,6 +202,25 @@ private:
 
 // Which naming convention the assigned tensors follow, and which weight matrices the table could
 // not place: a report that judged nothing must say so, never read as healthy.
+RuleOutcome judge_magnitude(double std, double scale, std::string_view scale_name, double zf, const Thresholds& th) {
+    RuleOutcome out;
+    std::vector<std::string> parts;
+    if (std < th.collapsed_std || scale < th.collapsed_std) {
+        const bool by_std = std < th.collapsed_std;
+        parts.push_back((by_std ? std::string("std") : std::string(scale_name)) + " " + num(by_std ? std : scale) + " < " + num(th.collapsed_std));
+        out.rule = "std_below";
+        out.severity = Verdict::Collapsed;
+    }
+    if (zf > th.collapsed_zero_frac || zf > th.degraded_zero_frac) {
+        const bool collapsed = zf > th.collapsed_zero_frac;
+        parts.push_back(pct(zf) + " ternary zeros > " + pct_threshold(collapsed ? th.collapsed_zero_frac : th.degraded_zero_frac));
+        if (out.rule.empty()) out.rule = "zeros_above";
+        out.severity = worst(out.severity, collapsed ? Verdict::Collapsed : Verdict::Degraded);
+    }
+    for (std::size_t i = 0; i < parts.size(); ++i) out.message += (i ? " and " : "") + parts[i];
+    return out;
+}
+
 void place_names(ScanReport& report) {
     report.unassigned.clear();
     std::map<NameLayout, std::size_t> layouts;

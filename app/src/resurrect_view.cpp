@@ -1,5 +1,7 @@
 #include "bitfsck/app/resurrect_view.hpp"
 
+#include "bitfsck/io/executable.hpp"
+
 #include <unistd.h>
 
 #include <cstdlib>
@@ -22,27 +24,7 @@ void default_resurrect_paths(ResurrectView& v, const fs::path& run) {
     }
 }
 
-fs::path find_bitfsck_executable() {
-    if (const char* env = std::getenv("BITFSCK"); env && *env && ::access(env, X_OK) == 0) return env;
-    std::error_code ec;
-    const fs::path self = fs::read_symlink("/proc/self/exe", ec);
-    if (!ec) {
-        for (const fs::path& p : {self.parent_path() / "bitfsck", self.parent_path().parent_path() / "cli" / "bitfsck"})
-            if (::access(p.c_str(), X_OK) == 0) return p;
-    }
-    if (const char* path = std::getenv("PATH")) {
-        std::string s = path;
-        std::size_t start = 0;
-        while (start <= s.size()) {
-            const auto end = s.find(':', start);
-            const fs::path p = fs::path(s.substr(start, end == std::string::npos ? std::string::npos : end - start)) / "bitfsck";
-            if (::access(p.c_str(), X_OK) == 0) return p;
-            if (end == std::string::npos) break;
-            start = end + 1;
-        }
-    }
-    return {};
-}
+fs::path find_bitfsck_executable() { return io::find_executable("bitfsck", "BITFSCK"); }
 
 std::optional<fs::path> live_metrics_file(const fs::path& out_dir) {
     std::error_code ec;

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 
 #include "bitfsck/io/error.hpp"
 
@@ -78,6 +79,20 @@ void ensure_not_an_input(const std::filesystem::path& output, const std::vector<
     for (const auto& in : inputs)
         if (std::filesystem::exists(output, ec) && std::filesystem::equivalent(output, in, ec))
             throw OutputError(output.string(), "refusing to overwrite an input checkpoint");
+}
+
+void ensure_writable_output(const std::filesystem::path& output) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    if (fs::is_directory(output, ec)) throw OutputError(output.string(), "is a folder; name the output file");
+    const fs::path folder = output.parent_path().empty() ? fs::path(".") : output.parent_path();
+    if (!fs::is_directory(folder, ec)) throw OutputError(output.string(), "its folder " + folder.string() + " does not exist");
+    const fs::path probe = temporary_sibling(output);
+    {
+        std::ofstream f(probe, std::ios::binary);
+        if (!f) throw OutputError(output.string(), "its folder " + folder.string() + " is not writable");
+    }
+    fs::remove(probe, ec);
 }
 
 }  // namespace bitfsck::io

@@ -537,7 +537,7 @@ TernaryTensor absmean_quantize(const std::string& name, const std::vector<std::i
     std::int64_t finite = 0;
     for (float v : values)
         if (std::isfinite(v)) sum += std::fabs(static_cast<double>(v)), ++finite;
-    const float gamma = static_cast<float>(std::max(finite ? sum / static_cast<double>(finite) : 0.0, 1e-5));
+    const float gamma = static_cast<float>(bitnet_gamma(finite ? sum / static_cast<double>(finite) : 0.0));
     t.codes.resize(values.size());
     double err2 = 0, norm2 = 0;
     std::int64_t changed = 0;

@@ -17,6 +17,7 @@
 #include "bitfsck/io/pt_writer.hpp"
 #include "bitfsck/io/safetensors_writer.hpp"
 #include "bitfsck/io/tensor.hpp"
+#include "bitfsck/io/json_document.hpp"
 
 namespace bitfsck::model {
 namespace fs = std::filesystem;
@@ -539,6 +540,7 @@ FinetuneResult run_finetune(FinetuneOptions o) {
                              "); name it " + (st ? "*.safetensors" : "*.pt"));
     }
     io::ensure_not_an_input(o.output, {o.input, o.tokens, o.val_tokens, o.teacher, o.like});
+    if (rank0) io::ensure_writable_output(o.output);
     std::optional<io::Checkpoint> teacher;
     if (!o.teacher.empty()) teacher.emplace(io::Checkpoint::open(o.teacher, open));
 
@@ -634,9 +636,8 @@ FinetuneResult run_finetune(FinetuneOptions o) {
         io::write_state_dict_pt(result.state, state, wo);
         if (auto note = write_model(input, o.output, params, o.drop_optimizer_state))
             if (std::find(result.notes.begin(), result.notes.end(), *note) == result.notes.end()) result.notes.push_back(*note);
-        ojson sj;
-        sj["schema_version"] = 1;
-        sj["tool"] = "bitfsck finetune";
+        ojson sj = json_document(1);
+        sj["command"] = "finetune";
         sj["step"] = step;
         sj["val_loss_before"] = result.val_loss_before ? ojson(*result.val_loss_before) : ojson(nullptr);
         sj["val_loss"] = last_val ? ojson(*last_val) : ojson(nullptr);
@@ -713,6 +714,23 @@ FinetuneResult run_finetune(FinetuneOptions o) {
     if (!result.unpacked.empty())
         result.notes.push_back(std::to_string(result.unpacked.size()) + " tensors were stored packed; they trained from their decoded ternary values");
     return result;
+}
+
+nlohmann::ordered_json to_json(const FinetuneResult& r) {
+    using ojson = nlohmann::ordered_json;
+    ojson j = json_document(1);
+    j["command"] = "finetune";
+    j["output"] = r.output.string();
+    j["metrics"] = r.metrics.string();
+    j["state"] = r.state.string();
+    j["steps_done"] = r.steps_done;
+    j["stopped_early"] = r.stopped_early;
+    j["val_loss_before"] = r.val_loss_before ? ojson(*r.val_loss_before) : ojson(nullptr);
+    j["val_loss_after"] = r.val_loss_after ? ojson(*r.val_loss_after) : ojson(nullptr);
+    j["tokens_per_second"] = r.tokens_per_second;
+    j["unpacked"] = r.unpacked;
+    j["notes"] = r.notes;
+    return j;
 }
 
 }  // namespace bitfsck::model

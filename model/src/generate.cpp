@@ -8,6 +8,7 @@
 #include <numeric>
 
 #include "bitfsck/model/tokenizer.hpp"
+#include "bitfsck/io/json_document.hpp"
 
 namespace bitfsck::model {
 
@@ -157,9 +158,8 @@ GenerateResult run_generate(const io::Checkpoint& checkpoint, const GenerateOpti
 }
 
 nlohmann::ordered_json to_json(const GenerateResult& r) {
-    nlohmann::ordered_json j;
-    j["schema_version"] = 1;
-    j["tool"] = "bitfsck generate";
+    nlohmann::ordered_json j = json_document(1);
+    j["command"] = "generate";
     j["file"] = r.file;
     j["model"] = config_to_json(r.config);
     j["device"] = r.device;

@@ -1,6 +1,7 @@
 // The induction-head probe: runs real forward passes and reduces their attention probabilities to
 // per-head metrics. Torch-free: attention arrives through Model::forward's sink.
 #include "bitfsck/model/induction.hpp"
+#include "bitfsck/io/json_document.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -202,9 +203,8 @@ nlohmann::ordered_json matrix(const InductionReport& r, double HeadMetrics::*fie
 }  // namespace
 
 nlohmann::ordered_json to_json(const InductionReport& r) {
-    nlohmann::ordered_json j;
-    j["schema_version"] = kInductionSchemaVersion;
-    j["tool"] = "bitfsck induction";
+    nlohmann::ordered_json j = json_document(kInductionSchemaVersion);
+    j["command"] = "induction";
     j["file"] = r.file;
     j["model"] = config_to_json(r.config);
     j["device"] = r.device;

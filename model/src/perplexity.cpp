@@ -1,4 +1,5 @@
 #include "bitfsck/model/perplexity.hpp"
+#include "bitfsck/io/json_document.hpp"
 
 #include <chrono>
 #include <cmath>
@@ -57,9 +58,8 @@ PerplexityResult run_perplexity(const io::Checkpoint& checkpoint, const Perplexi
 
 nlohmann::ordered_json to_json(const PerplexityResult& r) {
     auto num = [](double v) { return std::isfinite(v) ? nlohmann::ordered_json(v) : nlohmann::ordered_json(nullptr); };
-    nlohmann::ordered_json j;
-    j["schema_version"] = 1;
-    j["tool"] = "bitfsck perplexity";
+    nlohmann::ordered_json j = json_document(1);
+    j["command"] = "perplexity";
     j["file"] = r.file;
     j["model"] = config_to_json(r.config);
     j["device"] = r.device;

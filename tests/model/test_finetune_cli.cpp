@@ -63,6 +63,16 @@ TEST_CASE("cli finetune: bad input gets one line and a non-zero exit, and the in
     CHECK(r.exit_code == 1);
     CHECK(r.err.find("fewer validation tokens than one window") != std::string::npos);
 
+    // An output that cannot be written is refused before any training, not after it.
+    fs::create_directories(tmp / "a_folder");
+    r = run_bitfsck("finetune " + test::quote(start) + " -o " + test::quote(tmp / "a_folder") + data_flags() + " --steps 100000");
+    CHECK(r.exit_code == 2);
+    CHECK(r.err.find("a_folder: is a folder") != std::string::npos);
+    r = run_bitfsck("finetune " + test::quote(start) + " -o " + test::quote(tmp / "missing" / "o.pt") + data_flags() + " --steps 100000");
+    CHECK(r.exit_code == 2);
+    CHECK(r.err.find("does not exist") != std::string::npos);
+    CHECK(fs::is_empty(tmp / "a_folder"));
+
     r = run_bitfsck("finetune --resume -o " + test::quote(tmp / "nothing.pt"));
     CHECK(r.exit_code != 0);
     CHECK(r.err.find("nothing.pt.state.json") != std::string::npos);
@@ -84,8 +94,11 @@ TEST_CASE("cli finetune: Ctrl-C saves where it was, --resume finishes the run", 
         return escaped;
     }() + "'");
     INFO(test::read_text(tmp / "log"));
-    REQUIRE(r.exit_code == 0);
-    const auto result = nlohmann::json::parse(test::read_text(tmp / "log"));
+    // Interrupted: what was reached is saved, and the exit code says the run did not finish (README).
+    REQUIRE(r.exit_code == 130);
+    const auto result = nlohmann::ordered_json::parse(test::read_text(tmp / "log"));
+    CHECK(result.begin().key() == "schema_version");
+    CHECK(result["tool"]["name"] == "bitfsck");
     CHECK(result["stopped_early"] == true);
     const std::int64_t reached = result["steps_done"];
     CHECK(reached >= 3);

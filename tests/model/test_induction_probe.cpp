@@ -127,6 +127,10 @@ TEST_CASE("bitfsck induction --json reports the trained model's induction head a
     auto j = nlohmann::json::parse(r.out);
     REQUIRE(j.is_array());
     REQUIRE(j.size() == 1);
+    // docs/json-output.md: every document opens with schema_version, then tool {name, version}.
+    const auto ordered = nlohmann::ordered_json::parse(r.out)[0];
+    CHECK(ordered.begin().key() == "schema_version");
+    CHECK(ordered["tool"]["name"] == "bitfsck");
     const auto& rep = j[0];
     CHECK(rep["probe"]["name"] == "repeated_random");
     CHECK(rep["probe"]["seed"] == expected()["probe"]["seed"]);
@@ -149,6 +153,8 @@ TEST_CASE("bitfsck perplexity reproduces PyTorch's validation loss of the traini
     INFO(r.err);
     REQUIRE(r.exit_code == 0);
     auto j = nlohmann::json::parse(r.out);
+    CHECK(nlohmann::ordered_json::parse(r.out).begin().key() == "schema_version");
+    CHECK(j["tool"]["name"] == "bitfsck");
     CHECK(j["windows"] == exp["val_windows"]["count"]);
     const double want = last["val_loss"].get<double>();
     INFO("bitfsck " << j["loss"].get<double>() << " vs torch " << want);

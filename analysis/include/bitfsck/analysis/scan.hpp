@@ -26,6 +26,16 @@ ScanReport scan_checkpoint(const io::Checkpoint& checkpoint, const ScanOptions& 
 // report.thresholds. Separate so verdicts can be re-judged with other thresholds.
 void judge(ScanReport& report);
 
+// The magnitude-and-zeros rule, one copy for every judge: a checkpoint's weight matrices (scale =
+// absmean) and a training log's layer-roles (scale = the quantizer's gamma). Small weights and
+// mostly-zero codes are one story when both show, so they make one outcome with both reasons.
+struct RuleOutcome {
+    Verdict severity = Verdict::Healthy;
+    std::string rule;     // "std_below" or "zeros_above"; empty when healthy
+    std::string message;  // "std 4.5e-05 < 1e-03 and 97.0% ternary zeros > 90%"
+};
+RuleOutcome judge_magnitude(double std, double scale, std::string_view scale_name, double ternary_zero_frac, const Thresholds& t);
+
 // xxh3-128 of the file's bytes, "xxh3-128:<32 hex digits>", reading in chunks and releasing pages.
 std::string content_hash(const io::MappedFile& file);
 // The same over every file of a checkpoint, shard after shard (one file: its content_hash).

@@ -24,7 +24,12 @@ void replace_atomically(const std::filesystem::path& target, const std::function
 // (FileError before anything is written otherwise); the temporary folder is removed on failure.
 void replace_folder_atomically(const std::filesystem::path& target, const std::function<void(const std::filesystem::path&)>& write);
 
-// Refuses (FileError) when `output` is the same file as any of `inputs`.
+// Refuses (OutputError) when `output` is the same file as any of `inputs`.
 void ensure_not_an_input(const std::filesystem::path& output, const std::vector<std::filesystem::path>& inputs);
+
+// Checked before long work starts, so that an hour of training never ends in "cannot write":
+// `output` must not be a folder, and its folder must exist and be writable (a probe file is made
+// there and removed). Throws OutputError naming `output`.
+void ensure_writable_output(const std::filesystem::path& output);
 
 }  // namespace bitfsck::io

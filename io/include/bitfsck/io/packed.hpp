@@ -88,7 +88,9 @@ std::optional<TernaryTensor> exact_ternary(const std::string& name, const std::v
                                            std::span<const float> values, std::string* why);
 
 // The absmean quantizer of BitNet b1.58: gamma = max(mean|W|, 1e-5) (mean in float64, stored as
-// float32), codes = clamp(round_half_even(W / gamma), -1, 1), scale = gamma.
+// float32), codes = clamp(round_half_even(W / gamma), -1, 1), scale = gamma. The one place that
+// rule lives: analysis::effective_scale judges layers by the same gamma.
+inline double bitnet_gamma(double absmean) { return absmean < 1e-5 ? 1e-5 : absmean; }  // std::max(absmean, 1e-5)
 struct QuantizeLoss {
     double relative_l2 = 0;   // ||W - Q||_2 / ||W||_2
     double changed = 0;       // fraction of elements whose value changed

@@ -153,6 +153,9 @@ struct FinetuneResult {
 // Throws bitfsck::Error (ModelError, io errors) for bad input.
 FinetuneResult run_finetune(FinetuneOptions options);
 
+// `finetune --json`: schema_version, tool, then the result (what resurrect reads from its child).
+nlohmann::ordered_json to_json(const FinetuneResult& result);
+
 // The options a run was started with, read back from OUT.state.json, with `resume` set: run_finetune
 // then continues from the latest save (weights, optimizer state, step), bit-identical on the same
 // CPU threads to a run that was never stopped. Regularizers come back unresolved.
