@@ -532,4 +532,19 @@ void TensorData::release() const {
     if (file_ && span_bytes_ > 0) file_->release(span_begin_, span_bytes_);
 }
 
+void TensorData::release(std::int64_t first, std::int64_t count) const {
+    if (!file_ || encoding_ != TensorEncoding::Plain || !contiguous_ || first < 0 || count <= 0 || first >= numel_) return;
+    const auto elem = static_cast<std::uint64_t>(dtype_size(dtype_));
+    const auto n = static_cast<std::uint64_t>(std::min(count, numel_ - first));
+    // Only the pages wholly inside the range go (MappedFile::release): neighbours' bytes stay.
+    file_->release(span_begin_ + static_cast<std::uint64_t>(first) * elem, n * elem);
+}
+
+std::uint64_t TensorData::span_end_after(std::int64_t first, std::int64_t count) const {
+    if (encoding_ != TensorEncoding::Plain || !contiguous_ || first < 0 || count < 0) return span_begin_ + span_bytes_;
+    const auto elem = static_cast<std::uint64_t>(dtype_size(dtype_));
+    const auto end = static_cast<std::uint64_t>(std::min(first + count, numel_));
+    return span_begin_ + std::min(end * elem, span_bytes_);
+}
+
 }  // namespace bitfsck::io
