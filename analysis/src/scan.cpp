@@ -1,7 +1,5 @@
 #include "bitfsck/analysis/scan.hpp"
 
-#include <xxhash.h>
-
 #include "bitfsck/io/checkpoint_files.hpp"
 #include "bitfsck/io/parallel.hpp"
 #include "bitfsck/io/shard_index.hpp"
@@ -14,36 +12,33 @@
 #include <vector>
 
 #include "tensor_scan.hpp"
+#include "xxh3_stream.hpp"
 
 namespace bitfsck::analysis {
 
 namespace {
 
-using HashState = std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)>;
+using HashState = std::unique_ptr<detail::Xxh3Stream>;
 
-HashState new_hash_state() {
-    HashState state(XXH3_createState(), &XXH3_freeState);
-    if (!state || XXH3_128bits_reset(state.get()) != XXH_OK) throw Error("xxh3: cannot initialise hash state");
-    return state;
-}
+HashState new_hash_state() { return std::make_unique<detail::Xxh3Stream>(); }
 
-void hash_file(XXH3_state_t* state, const io::MappedFile& file) {
+void hash_file(detail::Xxh3Stream* state, const io::MappedFile& file) {
     constexpr std::uint64_t kChunk = 16ull << 20;
     for (std::uint64_t off = 0; off < file.size(); off += kChunk) {
         std::uint64_t len = std::min(kChunk, file.size() - off);
         auto bytes = file.bytes(off, len, "content");
-        XXH3_128bits_update(state, bytes.data(), bytes.size());
+        state->update(bytes.data(), bytes.size());
         // Hashing a checkpoint must not leave it all resident.
         file.release(off, len);
     }
 }
 
-std::string hash_text(XXH3_state_t* state) {
-    XXH128_canonical_t canonical;
-    XXH128_canonicalFromHash(&canonical, XXH3_128bits_digest(state));
+std::string hash_text(detail::Xxh3Stream* state) {
+    unsigned char digest[16];
+    state->digest(digest);
     static constexpr char hex[] = "0123456789abcdef";
     std::string out = "xxh3-128:";
-    for (unsigned char b : canonical.digest) {
+    for (unsigned char b : digest) {
         out += hex[b >> 4];
         out += hex[b & 15];
     }
@@ -125,7 +120,7 @@ private:
         while (offset_ < end) {
             const std::uint64_t len = std::min(kStep, end - offset_);
             auto bytes = f.bytes(offset_, len, "content");
-            XXH3_128bits_update(state_.get(), bytes.data(), bytes.size());
+            state_->update(bytes.data(), bytes.size());
             if (offset_ < keep_from) f.release(offset_, std::min(len, keep_from - offset_));
             offset_ += len;
         }

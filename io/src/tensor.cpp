@@ -206,9 +206,21 @@ void convert_loop(const std::byte* p, std::int64_t n, std::ptrdiff_t step, Out* 
     for (std::int64_t i = 0; i < n; ++i, p += step) out[i] = static_cast<Out>(decode(p));
 }
 
+// The same with the step known at compile time, so the compiler vectorises the common case of a
+// contiguous run (what a scan spends a third of its time in otherwise).
+template <std::size_t kStep, typename Out, typename Decode>
+void convert_contiguous(const std::byte* p, std::int64_t n, Out* out, Decode decode) {
+    for (std::int64_t i = 0; i < n; ++i) out[i] = static_cast<Out>(decode(p + i * static_cast<std::int64_t>(kStep)));
+}
+
 template <typename Out>
 void convert_run(DType dtype, const std::byte* p, std::int64_t n, std::ptrdiff_t step, Out* out,
                  const MappedFile* file) {
+    if (dtype == DType::F32 && step == 4) return convert_contiguous<4>(p, n, out, load<float>);
+    if (dtype == DType::BF16 && step == 2)
+        return convert_contiguous<2>(p, n, out, [](const std::byte* q) {
+            return std::bit_cast<float>(static_cast<std::uint32_t>(load<std::uint16_t>(q)) << 16);
+        });
     switch (dtype) {
         case DType::F64:
             if constexpr (std::is_same_v<Out, double>)
