@@ -86,9 +86,9 @@ SecuritySummary summarize(const io::SecurityFinding& f) {
 
 namespace {
 
-// The content hash of a checkpoint fed in file order by the workers of the scan itself: before a
-// chunk's first pass, whoever takes it hashes the file up to the chunk's end (the bytes between
-// tensors too), so the tensor bytes are read once for both. Whatever order the chunks finish in,
+// The content hash of a checkpoint fed in file order by the workers of the scan itself: before
+// each block of a chunk's first pass, the worker hashes the file up to the block's end (the bytes
+// between tensors too), so the tensor bytes are read from memory once for both. Whatever order the chunks finish in,
 // the hash sees each shard's bytes once, in order, shard after shard.
 class OrderedHash {
 public:
@@ -238,10 +238,14 @@ ScanReport scan_checkpoint(const io::Checkpoint& checkpoint, const ScanOptions& 
         const std::uint64_t bytes = scan.data().numel() == 0 ? job.bytes : upto(first + count) - upto(first);
         if (!task.second_pass) {
             if (hash) {
-                const std::uint64_t begin = scan.data().span_end_after(0, first);
-                hash->advance(job.shard, first == 0 ? scan.data().span_begin() : begin, scan.data().span_end_after(first, count));
+                // Block by block, so the hash and the first pass read each block from cache.
+                const std::uint64_t keep_from = first == 0 ? scan.data().span_begin() : scan.data().span_end_after(0, first);
+                scan.pass1(task.chunk, [&](std::int64_t b, std::int64_t n) {
+                    hash->advance(job.shard, keep_from, scan.data().span_end_after(b, n));
+                });
+            } else {
+                scan.pass1(task.chunk);
             }
-            scan.pass1(task.chunk);
             if (job.pass1_left.fetch_sub(1) == 1) {
                 scan.finish1();
                 std::lock_guard lock(mutex);

@@ -12,6 +12,7 @@
 // sets or per-row flags, which do not depend on the order.
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -42,7 +43,9 @@ public:
     std::int64_t chunk_first(std::size_t c) const { return static_cast<std::int64_t>(c) * kChunk; }
     std::int64_t chunk_count(std::size_t c) const;
 
-    void pass1(std::size_t chunk);  // thread-safe for distinct chunks
+    // Thread-safe for distinct chunks. `before_block(first, count)` runs before each block of
+    // elements is read (the scan feeds its content hash there, while the block is in cache).
+    void pass1(std::size_t chunk, const std::function<void(std::int64_t, std::int64_t)>& before_block = {});
     void finish1();                 // once, after every pass1
     void pass2(std::size_t chunk);  // thread-safe for distinct chunks, after finish1
     TensorStats finish2();          // once, after every pass2; releases the tensor's pages

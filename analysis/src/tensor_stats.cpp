@@ -351,7 +351,7 @@ std::int64_t TensorScan::chunk_count(std::size_t c) const {
     return std::max<std::int64_t>(0, std::min(kChunk, data_.numel() - chunk_first(c)));
 }
 
-void TensorScan::pass1(std::size_t c) {
+void TensorScan::pass1(std::size_t c, const std::function<void(std::int64_t, std::int64_t)>& before_block) {
     State& s = *s_;
     const std::int64_t first = chunk_first(c), end = first + chunk_count(c);
     double* raw = raw_buffer(s.block);
@@ -360,6 +360,7 @@ void TensorScan::pass1(std::size_t c) {
     DistinctSet distinct(options_.distinct_cap);
     for (std::int64_t b = first; b < end; b += s.block) {
         const std::int64_t cnt = std::min(s.block, end - b);
+        if (before_block) before_block(b, cnt);
         data_.read(b, cnt, raw);
         const double* vals = raw;
         std::size_t k = static_cast<std::size_t>(cnt);

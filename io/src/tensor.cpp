@@ -208,9 +208,29 @@ void convert_loop(const std::byte* p, std::int64_t n, std::ptrdiff_t step, Out* 
 
 // The same with the step known at compile time, so the compiler vectorises the common case of a
 // contiguous run (what a scan spends a third of its time in otherwise).
+// The same for contiguous runs, four elements at a time in vector registers (GCC does not
+// vectorise the loop above at -O2): what a scan spends a third of its time in otherwise.
 template <std::size_t kStep, typename Out, typename Decode>
 void convert_contiguous(const std::byte* p, std::int64_t n, Out* out, Decode decode) {
-    for (std::int64_t i = 0; i < n; ++i) out[i] = static_cast<Out>(decode(p + i * static_cast<std::int64_t>(kStep)));
+    using v4f = float __attribute__((vector_size(16)));
+    using v4u = std::uint32_t __attribute__((vector_size(16)));
+    using v4d = double __attribute__((vector_size(32)));
+    using v4o = std::conditional_t<std::is_same_v<Out, double>, v4d, v4f>;
+    std::int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        v4f f;
+        if constexpr (kStep == 4) {
+            std::memcpy(&f, p + i * 4, sizeof f);
+        } else {
+            std::uint16_t h[4];
+            std::memcpy(h, p + i * 2, sizeof h);
+            v4u u = {h[0], h[1], h[2], h[3]};
+            f = reinterpret_cast<v4f>(u << 16);
+        }
+        v4o o = __builtin_convertvector(f, v4o);
+        std::memcpy(out + i, &o, sizeof o);
+    }
+    for (; i < n; ++i) out[i] = static_cast<Out>(decode(p + i * static_cast<std::int64_t>(kStep)));
 }
 
 template <typename Out>
