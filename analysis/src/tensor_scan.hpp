@@ -53,6 +53,8 @@ public:
     struct State;  // defined in tensor_stats.cpp
 
 private:
+    void release_behind(std::int64_t first, std::int64_t end) const;
+
     std::string name_;
     io::TensorData data_;
     AnalysisOptions options_;
