@@ -26,6 +26,9 @@ std::pair<double, double> absmeans(const io::TensorData& a, const io::TensorData
         std::int64_t count = std::min(kBlock, a.numel() - first);
         a.read(first, count, ba.data());
         b.read(first, count, bb.data());
+        // Pages are let go as they are passed, so a diff's footprint stays a few blocks.
+        a.release(first, count);
+        b.release(first, count);
         for (std::int64_t i = 0; i < count; ++i) {
             if (std::isfinite(ba[i])) {
                 sum_a += std::fabs(ba[i]);
@@ -68,6 +71,8 @@ TensorDiff diff_tensors(const std::string& name, const io::TensorData& a, const 
         std::int64_t count = std::min(kBlock, a.numel() - first);
         a.read(first, count, ba.data());
         b.read(first, count, bb.data());
+        a.release(first, count);
+        b.release(first, count);
         for (std::int64_t i = 0; i < count; ++i) {
             double x = ba[i], y = bb[i];
             if (!std::isfinite(x) || !std::isfinite(y)) {

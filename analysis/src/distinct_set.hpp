@@ -12,6 +12,8 @@ public:
     explicit DistinctSet(std::uint64_t cap) : cap_(cap), slots_(16, kEmpty) {}
 
     bool capped() const { return capped_; }
+    // For a set merged from parts: one part alone had more values than the cap.
+    void mark_capped() { capped_ = true; }
     std::uint64_t size() const { return values_.size(); }
     const std::vector<double>& values() const { return values_; }  // in first-seen order
 

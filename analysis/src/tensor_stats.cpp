@@ -10,17 +10,15 @@
 #include "distinct_set.hpp"
 #include "log_binner.hpp"
 #include "tensor_kernels.hpp"
+#include "tensor_scan.hpp"
 
 namespace bitfsck::analysis {
 
 namespace {
 
 using detail::DistinctSet;
+using detail::kBlock;
 using detail::LogBinner;
-
-// Big enough that per-block overhead vanishes, small enough to stay in L2 across the several
-// sweeps pass 2 makes over a block.
-constexpr std::int64_t kBlock = 32768;
 
 struct Scratch {
     std::vector<double> raw, finite;
@@ -49,58 +47,80 @@ void validate(const AnalysisOptions& o) {
     if (o.log_bins < 0 || o.log_bins > 65535) throw Error("log10 histogram: bins must be in [0, 65535]");
     if (o.log_bins > 0 && !(o.log_hi > o.log_lo)) throw Error("log10 histogram: empty range");
 }
+// What a chunk learns about a row it holds only part of (the first or the last row of the
+// chunk); merged with the other parts once every chunk is done.
+struct RowPiece {
+    std::int64_t row = 0;
+    bool alive = false;      // some code of the part is non-zero
+    bool lattice_ok = true;  // every non-zero finite |w| of the part equals `ref`
+    double ref = 0;          // the part's first non-zero finite |w| (0: none)
+};
 
-// Walks a block of the row-major matrix view row segment by row segment.
-// Dead rows and columns need the position of each value, which the filtered block lacks.
-class MatrixWalker {
+// Walks one chunk of the row-major matrix view row segment by row segment: dead rows and
+// columns need the position of each value, which the filtered block lacks. Rows wholly inside
+// the chunk are written to the tensor's per-row arrays (no other chunk touches them); a row cut
+// by the chunk's ends becomes a RowPiece.
+class ChunkWalker {
 public:
-    MatrixWalker(std::int64_t cols, double zero_threshold, bool track_dead, bool track_rows_lattice)
-        : cols_(cols), t_(zero_threshold), dead_(track_dead), lattice_(track_rows_lattice) {
-        if (dead_) col_alive_.assign(static_cast<std::size_t>(cols), 0);
+    ChunkWalker(std::int64_t cols, double zero_threshold, bool track_cols, bool track_lattice, std::uint8_t* row_alive,
+                double* row_ref)
+        : cols_(cols), t_(zero_threshold), cols_tracked_(track_cols), lattice_(track_lattice), row_alive_out_(row_alive),
+          row_ref_out_(row_ref) {
+        if (cols_tracked_) col_alive_.assign(static_cast<std::size_t>(cols), 0);
     }
 
     void feed(std::int64_t first, const double* x, std::int64_t n) {
-        std::int64_t col = first % cols_;
+        if (!started_) {
+            started_ = true;
+            row_ = first / cols_;
+            col_ = first % cols_;
+            whole_row_ = col_ == 0;
+        }
         std::int64_t i = 0;
         while (i < n) {
-            std::int64_t len = std::min(n - i, cols_ - col);
-            segment(x + i, col, len);
+            std::int64_t len = std::min(n - i, cols_ - col_);
+            segment(x + i, col_, len);
             i += len;
-            col += len;
-            if (col == cols_) {
-                end_row();
-                col = 0;
+            col_ += len;
+            if (col_ == cols_) {
+                end_row(true);
+                col_ = 0;
+                ++row_;
+                whole_row_ = true;
             }
         }
     }
 
-    std::int64_t dead_rows() const { return dead_rows_; }
-    std::int64_t dead_cols() const { return cols_ - alive_cols_; }
-    bool rows_on_lattice() const { return lattice_ && lattice_ok_ && lattice_rows_ > 0; }
-    double mean_row_scale() const { return lattice_rows_ ? scale_sum_ / static_cast<double>(lattice_rows_) : 0; }
+    // The row the chunk ends inside of, if any, becomes a piece.
+    void finish() {
+        if (started_ && col_ != 0) end_row(false);
+    }
+
+    bool cols_tracked() const { return cols_tracked_; }
+    const std::vector<std::uint8_t>& col_alive() const { return col_alive_; }
+    bool lattice_ok() const { return lattice_ok_; }
+    const std::vector<RowPiece>& pieces() const { return pieces_; }
 
 private:
     void segment(const double* x, std::int64_t col, std::int64_t len) {
-        if (dead_) {
-            if (alive_cols_ < cols_) {
-                std::uint8_t* alive = col_alive_.data() + col;
-                std::int64_t newly = 0;
-                std::uint8_t any = 0;
-                for (std::int64_t j = 0; j < len; ++j) {
-                    // NaN and Inf never quantize to 0 (torch: round(NaN) != 0).
-                    std::uint8_t nz = !(std::fabs(x[j]) <= t_);
-                    newly += nz & ~alive[j] & 1;
-                    alive[j] |= nz;
-                    any |= nz;
-                }
-                alive_cols_ += newly;
-                row_alive_ |= any != 0;
-            } else if (!row_alive_) {
-                for (std::int64_t j = 0; j < len; ++j) {
-                    if (!(std::fabs(x[j]) <= t_)) {
-                        row_alive_ = true;
-                        break;
-                    }
+        if (cols_tracked_ && alive_cols_ < cols_) {
+            std::uint8_t* alive = col_alive_.data() + col;
+            std::int64_t newly = 0;
+            std::uint8_t any = 0;
+            for (std::int64_t j = 0; j < len; ++j) {
+                // NaN and Inf never quantize to 0 (torch: round(NaN) != 0).
+                std::uint8_t nz = !(std::fabs(x[j]) <= t_);
+                newly += nz & ~alive[j] & 1;
+                alive[j] |= nz;
+                any |= nz;
+            }
+            alive_cols_ += newly;
+            row_alive_ |= any != 0;
+        } else if (!row_alive_) {
+            for (std::int64_t j = 0; j < len; ++j) {
+                if (!(std::fabs(x[j]) <= t_)) {
+                    row_alive_ = true;
+                    break;
                 }
             }
         }
@@ -119,25 +139,30 @@ private:
         }
     }
 
-    void end_row() {
-        if (dead_ && !row_alive_) ++dead_rows_;
-        row_alive_ = false;
-        if (row_ref_ != 0) {
-            scale_sum_ += row_ref_;
-            ++lattice_rows_;
+    void end_row(bool row_complete) {
+        if (whole_row_ && row_complete) {
+            row_alive_out_[row_] = row_alive_;
+            if (lattice_) row_ref_out_[row_] = row_ref_;
+        } else {
+            pieces_.push_back(RowPiece{row_, row_alive_, lattice_ok_, row_ref_});
         }
+        row_alive_ = false;
         row_ref_ = 0;
     }
 
     std::int64_t cols_;
     double t_;
-    bool dead_, lattice_;
+    bool cols_tracked_, lattice_;
+    std::uint8_t* row_alive_out_;
+    double* row_ref_out_;
     std::vector<std::uint8_t> col_alive_;
-    std::int64_t alive_cols_ = 0, dead_rows_ = 0;
+    std::int64_t alive_cols_ = 0;
+    bool started_ = false, whole_row_ = false;
+    std::int64_t row_ = 0, col_ = 0;
     bool row_alive_ = false;
     bool lattice_ok_ = true;
-    double row_ref_ = 0, scale_sum_ = 0;
-    std::int64_t lattice_rows_ = 0;
+    double row_ref_ = 0;
+    std::vector<RowPiece> pieces_;
 };
 
 // Several interleaved copies of the counts, so that runs of values falling in the same bin
@@ -162,13 +187,12 @@ public:
         else add_impl<false>(x, n);
     }
 
-    Histogram values(double maxabs) const { return fold(vcounts_, vbins_, -maxabs, maxabs); }
-
-    Histogram log_magnitude(double lo, double hi, std::uint64_t zeros) const {
-        Histogram h = fold(lcounts_, lbins_, lo, hi);
-        // Zeros went through the binner with everything else; log10 0 has no bin.
-        if (lbins_ > 0) h.counts[log_->bin(0.0)] -= zeros;
-        return h;
+    // Adds the counts (every lane) to a tensor's totals of value_bins and log_bins entries.
+    void add_to(std::vector<std::uint64_t>& values, std::vector<std::uint64_t>& logs) const {
+        for (std::size_t lane = 0; lane < kLanes; ++lane) {
+            for (int b = 0; b < vbins_; ++b) values[b] += vcounts_[lane * vbins_ + b];
+            for (int b = 0; b < lbins_; ++b) logs[b] += lcounts_[lane * lbins_ + b];
+        }
     }
 
 private:
@@ -214,16 +238,6 @@ private:
         }
     }
 
-    static Histogram fold(const std::vector<std::uint64_t>& c, int bins, double lo, double hi) {
-        Histogram h;
-        h.lo = lo;
-        h.hi = hi;
-        h.counts.assign(static_cast<std::size_t>(bins), 0);
-        for (std::size_t lane = 0; lane < kLanes; ++lane)
-            for (int b = 0; b < bins; ++b) h.counts[b] += c[lane * bins + b];
-        return h;
-    }
-
     int vbins_, lbins_;
     const LogBinner* log_;
     double lo_ = 0, inv_ = 0;
@@ -261,56 +275,124 @@ std::optional<double> per_tensor_lattice(const DistinctSet& distinct) {
 
 }  // namespace
 
-TensorStats analyze_tensor(const std::string& name, const io::TensorData& data, const AnalysisOptions& options) {
-    validate(options);
-    struct ReleaseOnExit {
-        const io::TensorData& d;
-        ~ReleaseOnExit() { d.release(); }
-    } release_on_exit{data};
+namespace detail {
 
+struct TensorScan::State {
+    std::mutex mutex;  // guards the merges at the end of each chunk
+    std::int64_t n = 0, block = 1, blocks = 0;
+
+    // Pass 1.
+    std::vector<double> p1;  // per block: sum, sumabs
+    double mn = INFINITY, mx = -INFINITY;
+    std::uint64_t zeros = 0, finite = 0, nan = 0, inf = 0;
+    DistinctSet distinct;
+    std::atomic<bool> distinct_capped{false};
+
+    // Known after pass 1.
     TensorStats st;
-    st.name = name;
-    st.dtype = std::string(io::dtype_name(data.dtype()));
-    st.shape = data.shape();
-    const std::int64_t n = data.numel();
-    st.count = static_cast<std::uint64_t>(n);
+    bool has_nonfinite = false;
+    double sumabs = 0, fit_s = 0, maxabs = 0;
+    std::optional<double> tensor_s;
+    double g[2] = {0, 0}, t[2] = {0, 0};
+    Quantizer q0 = Quantizer::BitNet, q1 = Quantizer::Distillix;
+    bool matrix = false, track_lattice = false;
+    std::int64_t rows = 0, cols = 0;
 
+    // Pass 2.
+    std::vector<double> p2;  // per block: sq, dev, lattice_sq
+    std::uint64_t neg[2] = {0, 0}, pos[2] = {0, 0};
+    std::vector<std::uint64_t> vcounts, lcounts;
+    std::vector<std::uint8_t> row_alive, col_alive;
+    std::vector<double> row_ref;
+    std::atomic<std::int64_t> alive_cols{0};
+    bool lattice_ok = true;
+    std::vector<RowPiece> pieces;
+
+    explicit State(std::uint64_t cap) : distinct(cap) {}
+};
+
+namespace {
+
+const LogBinner* log_binner(const AnalysisOptions& o) {
+    if (o.log_bins <= 0) return nullptr;
     Scratch& sc = scratch();
-    const std::int64_t block = std::min<std::int64_t>(std::max<std::int64_t>(n, 1), kBlock);
-    if (sc.raw.size() < static_cast<std::size_t>(block)) sc.raw.resize(static_cast<std::size_t>(block));
-    double* raw = sc.raw.data();
-    auto finite_buffer = [&]() {
-        if (sc.finite.size() < static_cast<std::size_t>(block)) sc.finite.resize(static_cast<std::size_t>(block));
-        return sc.finite.data();
-    };
+    if (!sc.log_binner || !sc.log_binner->same_as(o.log_lo, o.log_hi, o.log_bins)) sc.log_binner.emplace(o.log_lo, o.log_hi, o.log_bins);
+    return &*sc.log_binner;
+}
 
-    // Pass 1: moments, extremes, zeros, distinct values.
-    double sum = 0, sumabs = 0, mn = INFINITY, mx = -INFINITY;
-    std::uint64_t zeros = 0, finite = 0;
-    DistinctSet distinct(options.distinct_cap);
-    for (std::int64_t first = 0; first < n; first += block) {
-        const std::int64_t cnt = std::min(block, n - first);
-        data.read(first, cnt, raw);
+double* raw_buffer(std::int64_t block) {
+    Scratch& sc = scratch();
+    if (sc.raw.size() < static_cast<std::size_t>(block)) sc.raw.resize(static_cast<std::size_t>(block));
+    return sc.raw.data();
+}
+
+double* finite_buffer(std::int64_t block) {
+    Scratch& sc = scratch();
+    if (sc.finite.size() < static_cast<std::size_t>(block)) sc.finite.resize(static_cast<std::size_t>(block));
+    return sc.finite.data();
+}
+
+}  // namespace
+
+TensorScan::TensorScan(std::string name, io::TensorData data, const AnalysisOptions& options)
+    : name_(std::move(name)), data_(std::move(data)), options_(options) {
+    validate(options_);
+    s_ = std::make_unique<State>(options_.distinct_cap);
+    s_->n = data_.numel();
+    s_->block = std::min<std::int64_t>(std::max<std::int64_t>(s_->n, 1), kBlock);
+    s_->blocks = (s_->n + s_->block - 1) / s_->block;
+    s_->p1.assign(2 * static_cast<std::size_t>(s_->blocks), 0.0);
+    chunks_ = std::max<std::size_t>(1, static_cast<std::size_t>((s_->n + kChunk - 1) / kChunk));
+}
+
+TensorScan::~TensorScan() { data_.release(); }
+
+// The chunk's pages, and the previous chunk's too: a fault maps the file around the address it
+// touched (fault-around, large page-cache folios), so reading a chunk maps some pages of its
+// neighbours back in after their own release; with two threads on neighbouring chunks that
+// adds up to a fifth of a large tensor. Releasing a page another thread still reads only makes
+// it fault again.
+void TensorScan::release_behind(std::int64_t first, std::int64_t end) const {
+    const std::int64_t from = std::max<std::int64_t>(0, first - kChunk);
+    data_.release(from, end - from);
+}
+
+std::int64_t TensorScan::chunk_count(std::size_t c) const {
+    return std::max<std::int64_t>(0, std::min(kChunk, data_.numel() - chunk_first(c)));
+}
+
+void TensorScan::pass1(std::size_t c, const std::function<void(std::int64_t, std::int64_t)>& before_block) {
+    State& s = *s_;
+    const std::int64_t first = chunk_first(c), end = first + chunk_count(c);
+    double* raw = raw_buffer(s.block);
+    double mn = INFINITY, mx = -INFINITY;
+    std::uint64_t zeros = 0, finite = 0, nan = 0, inf = 0;
+    DistinctSet distinct(options_.distinct_cap);
+    for (std::int64_t b = first; b < end; b += s.block) {
+        const std::int64_t cnt = std::min(s.block, end - b);
+        if (before_block) before_block(b, cnt);
+        data_.read(b, cnt, raw);
         const double* vals = raw;
         std::size_t k = static_cast<std::size_t>(cnt);
-        detail::FirstMoments m = detail::first_moments(vals, k);
+        FirstMoments m = first_moments(vals, k);
         if (!std::isfinite(m.sum) || !std::isfinite(m.sumabs)) {
             // Rare: a NaN or Inf (or an F64 sum that overflowed) in this block.
-            double* fin = finite_buffer();
-            std::uint64_t nan_before = st.nan_count, inf_before = st.inf_count;
-            k = detail::keep_finite(raw, k, fin, st.nan_count, st.inf_count);
+            double* fin = finite_buffer(s.block);
+            std::uint64_t nan_before = nan, inf_before = inf;
+            k = keep_finite(raw, k, fin, nan, inf);
             vals = fin;
-            if (st.nan_count != nan_before || st.inf_count != inf_before) m = detail::first_moments(vals, k);
+            if (nan != nan_before || inf != inf_before) m = first_moments(vals, k);
         }
-        sum += m.sum;
-        sumabs += m.sumabs;
+        const auto bi = static_cast<std::size_t>(b / s.block);
+        s.p1[2 * bi] = m.sum;
+        s.p1[2 * bi + 1] = m.sumabs;
         mn = std::min(mn, m.min);
         mx = std::max(mx, m.max);
         zeros += m.zeros;
         finite += k;
-        if (!distinct.capped()) {
+        if (!distinct.capped() && !s.distinct_capped.load(std::memory_order_relaxed)) {
             const auto& known = distinct.values();
-            if (known.size() > 4 || !detail::all_among(vals, k, known.data(), known.size())) {
+            if (known.size() > 4 || !all_among(vals, k, known.data(), known.size())) {
                 double last = std::numeric_limits<double>::quiet_NaN();
                 for (std::size_t i = 0; i < k && !distinct.capped(); ++i) {
                     if (vals[i] != last) distinct.insert(vals[i]);
@@ -319,99 +401,218 @@ TensorStats analyze_tensor(const std::string& name, const io::TensorData& data, 
             }
         }
     }
+    release_behind(first, end);
 
+    std::lock_guard lock(s.mutex);
+    s.mn = std::min(s.mn, mn);
+    s.mx = std::max(s.mx, mx);
+    s.zeros += zeros;
+    s.finite += finite;
+    s.nan += nan;
+    s.inf += inf;
+    // Capped here means more distinct values than the cap in this chunk alone, so in the tensor.
+    if (distinct.capped()) s.distinct.mark_capped();
+    for (std::size_t i = 0; i < distinct.values().size() && !s.distinct.capped(); ++i) s.distinct.insert(distinct.values()[i]);
+    if (s.distinct.capped()) s.distinct_capped = true;
+}
+
+void TensorScan::finish1() {
+    State& s = *s_;
+    TensorStats& st = s.st;
+    st.name = name_;
+    st.dtype = std::string(io::dtype_name(data_.dtype()));
+    st.shape = data_.shape();
+    const std::int64_t n = s.n;
+    st.count = static_cast<std::uint64_t>(n);
+    st.nan_count = s.nan;
+    st.inf_count = s.inf;
+
+    // Folded in block order: the very additions a sequential walk makes.
+    double sum = 0, sumabs = 0;
+    for (std::int64_t b = 0; b < s.blocks; ++b) {
+        sum += s.p1[2 * b];
+        sumabs += s.p1[2 * b + 1];
+    }
+    std::vector<double>().swap(s.p1);
+    const std::uint64_t finite = s.finite, zeros = s.zeros;
     st.finite_count = finite;
-    const bool has_nonfinite = st.nan_count + st.inf_count > 0;
+    s.has_nonfinite = st.nan_count + st.inf_count > 0;
     const double nf = static_cast<double>(finite);
     st.mean = finite ? sum / nf : 0;
     st.absmean = finite ? sumabs / nf : 0;
     st.zero_frac = finite ? static_cast<double>(zeros) / nf : 0;
-    st.min = finite ? mn : 0;
-    st.max = finite ? mx : 0;
+    st.min = finite ? s.mn : 0;
+    st.max = finite ? s.mx : 0;
     st.dead.all_zero = n > 0 && zeros == static_cast<std::uint64_t>(n);
-    const double maxabs = std::max(std::fabs(st.min), std::fabs(st.max));
+    s.maxabs = std::max(std::fabs(st.min), std::fabs(st.max));
+    s.sumabs = sumabs;
 
-    st.lattice.distinct_values = distinct.capped() ? options.distinct_cap : distinct.size();
-    st.lattice.distinct_capped = distinct.capped();
-    const std::optional<double> tensor_s = per_tensor_lattice(distinct);
+    st.lattice.distinct_values = s.distinct.capped() ? options_.distinct_cap : s.distinct.size();
+    st.lattice.distinct_capped = s.distinct.capped();
+    s.tensor_s = per_tensor_lattice(s.distinct);
+    s.distinct = DistinctSet(options_.distinct_cap);
     const std::uint64_t nonzero = finite - zeros;
     // The scale a ternary tensor would have: mean |w| over its non-zero values.
-    const double fit_s = tensor_s ? *tensor_s : (nonzero ? sumabs / static_cast<double>(nonzero) : 0);
+    s.fit_s = s.tensor_s ? *s.tensor_s : (nonzero ? sumabs / static_cast<double>(nonzero) : 0);
 
-    const Quantizer q0 = options.quantizer, q1 = other_quantizer(q0);
-    const double g[2] = {effective_scale(q0, st.absmean), effective_scale(q1, st.absmean)};
-    const double t[2] = {zero_code_threshold(g[0]), zero_code_threshold(g[1])};
+    s.q0 = options_.quantizer;
+    s.q1 = other_quantizer(s.q0);
+    s.g[0] = effective_scale(s.q0, st.absmean);
+    s.g[1] = effective_scale(s.q1, st.absmean);
+    s.t[0] = zero_code_threshold(s.g[0]);
+    s.t[1] = zero_code_threshold(s.g[1]);
 
-    // Pass 2: everything that needs the mean, the scales or the range.
-    const bool matrix = st.shape.size() >= 2 && n > 0;
-    const std::int64_t rows = matrix ? st.shape[0] : 0;
-    const std::int64_t cols = matrix ? n / rows : 0;
-    std::optional<MatrixWalker> walker;
-    if (matrix) walker.emplace(cols, t[0], true, !tensor_s && nonzero > 0);
-
-    const LogBinner* log_binner = nullptr;
-    if (options.log_bins > 0) {
-        if (!sc.log_binner || !sc.log_binner->same_as(options.log_lo, options.log_hi, options.log_bins))
-            sc.log_binner.emplace(options.log_lo, options.log_hi, options.log_bins);
-        log_binner = &*sc.log_binner;
+    s.matrix = st.shape.size() >= 2 && n > 0;
+    s.rows = s.matrix ? st.shape[0] : 0;
+    s.cols = s.matrix ? n / s.rows : 0;
+    s.track_lattice = s.matrix && !s.tensor_s && nonzero > 0;
+    if (s.matrix) {
+        s.row_alive.assign(static_cast<std::size_t>(s.rows), 0);
+        s.col_alive.assign(static_cast<std::size_t>(s.cols), 0);
+        if (s.track_lattice) s.row_ref.assign(static_cast<std::size_t>(s.rows), 0.0);
     }
-    Histograms hist(options.value_bins, maxabs, options.log_bins, log_binner);
+    s.p2.assign(3 * static_cast<std::size_t>(s.blocks), 0.0);
+    s.vcounts.assign(static_cast<std::size_t>(options_.value_bins), 0);
+    s.lcounts.assign(static_cast<std::size_t>(options_.log_bins), 0);
+}
 
-    double sq = 0, dev = 0, lattice_sq = 0;
+void TensorScan::pass2(std::size_t c) {
+    State& s = *s_;
+    const std::int64_t first = chunk_first(c), end = first + chunk_count(c);
+    double* raw = raw_buffer(s.block);
+    std::optional<ChunkWalker> walker;
+    if (s.matrix)
+        walker.emplace(s.cols, s.t[0], s.alive_cols.load(std::memory_order_relaxed) < s.cols, s.track_lattice, s.row_alive.data(),
+                       s.track_lattice ? s.row_ref.data() : nullptr);
+    Histograms hist(options_.value_bins, s.maxabs, options_.log_bins, log_binner(options_));
     std::uint64_t neg[2] = {0, 0}, pos[2] = {0, 0};
-    for (std::int64_t first = 0; first < n; first += block) {
-        const std::int64_t cnt = std::min(block, n - first);
-        data.read(first, cnt, raw);
+    for (std::int64_t b = first; b < end; b += s.block) {
+        const std::int64_t cnt = std::min(s.block, end - b);
+        data_.read(b, cnt, raw);
         const double* vals = raw;
         std::size_t k = static_cast<std::size_t>(cnt);
-        if (has_nonfinite) {
-            double* fin = finite_buffer();
+        if (s.has_nonfinite) {
+            double* fin = finite_buffer(s.block);
             std::uint64_t ignored_nan = 0, ignored_inf = 0;
-            k = detail::keep_finite(raw, k, fin, ignored_nan, ignored_inf);
+            k = keep_finite(raw, k, fin, ignored_nan, ignored_inf);
             vals = fin;
         }
-        detail::SecondMoments m = detail::second_moments(vals, k, st.mean, fit_s, t);
-        sq += m.sq;
-        dev += m.dev;
-        lattice_sq += m.lattice_sq;
+        SecondMoments m = second_moments(vals, k, s.st.mean, s.fit_s, s.t);
+        const auto bi = static_cast<std::size_t>(b / s.block);
+        s.p2[3 * bi] = m.sq;
+        s.p2[3 * bi + 1] = m.dev;
+        s.p2[3 * bi + 2] = m.lattice_sq;
         for (int j = 0; j < 2; ++j) {
             neg[j] += m.neg[j];
             pos[j] += m.pos[j];
         }
         hist.add(vals, k);
-        if (walker) walker->feed(first, raw, cnt);
+        if (walker) walker->feed(b, raw, cnt);
     }
+    if (walker) walker->finish();
+    release_behind(first, end);
 
+    std::lock_guard lock(s.mutex);
+    for (int j = 0; j < 2; ++j) {
+        s.neg[j] += neg[j];
+        s.pos[j] += pos[j];
+    }
+    hist.add_to(s.vcounts, s.lcounts);
+    if (walker) {
+        if (walker->cols_tracked()) {
+            std::int64_t alive = 0;
+            const auto& mine = walker->col_alive();
+            for (std::size_t j = 0; j < mine.size(); ++j) alive += (s.col_alive[j] |= mine[j]) != 0;
+            s.alive_cols = alive;
+        }
+        s.lattice_ok &= walker->lattice_ok();
+        s.pieces.insert(s.pieces.end(), walker->pieces().begin(), walker->pieces().end());
+    }
+}
+
+TensorStats TensorScan::finish2() {
+    State& s = *s_;
+    TensorStats st = std::move(s.st);
+    const double nf = static_cast<double>(st.finite_count);
+    double sq = 0, dev = 0, lattice_sq = 0;
+    for (std::int64_t b = 0; b < s.blocks; ++b) {
+        sq += s.p2[3 * b];
+        dev += s.p2[3 * b + 1];
+        lattice_sq += s.p2[3 * b + 2];
+    }
     // Corrected two-pass variance: the second term removes the rounding error of the mean.
-    if (finite >= 2) {
+    if (st.finite_count >= 2) {
         double ss = sq - dev * dev / nf;
         st.std = std::sqrt(std::max(ss, 0.0) / (nf - 1));
     }
-    st.ternary = fractions(q0, g[0], neg[0], pos[0], finite);
-    st.ternary_other = fractions(q1, g[1], neg[1], pos[1], finite);
-    st.values = hist.values(maxabs);
-    st.log_magnitude = hist.log_magnitude(options.log_lo, options.log_hi, zeros);
+    st.ternary = fractions(s.q0, s.g[0], s.neg[0], s.pos[0], st.finite_count);
+    st.ternary_other = fractions(s.q1, s.g[1], s.neg[1], s.pos[1], st.finite_count);
+    st.values.lo = -s.maxabs;
+    st.values.hi = s.maxabs;
+    st.values.counts = std::move(s.vcounts);
+    st.log_magnitude.lo = options_.log_lo;
+    st.log_magnitude.hi = options_.log_hi;
+    st.log_magnitude.counts = std::move(s.lcounts);
+    // Zeros went through the binner with everything else; log10 0 has no bin.
+    if (options_.log_bins > 0) st.log_magnitude.counts[log_binner(options_)->bin(0.0)] -= s.zeros;
 
-    if (tensor_s) {
+    // Rows cut by chunk ends: every part's flags together.
+    bool lattice_ok = s.lattice_ok;
+    for (const RowPiece& p : s.pieces) {
+        const auto r = static_cast<std::size_t>(p.row);
+        s.row_alive[r] |= p.alive;
+        if (!s.track_lattice) continue;
+        lattice_ok &= p.lattice_ok;
+        if (p.ref != 0) {
+            if (s.row_ref[r] == 0) s.row_ref[r] = p.ref;
+            else lattice_ok &= s.row_ref[r] == p.ref;
+        }
+    }
+    bool rows_on_lattice = false;
+    double mean_row_scale = 0;
+    if (s.track_lattice && lattice_ok) {
+        double scale_sum = 0;
+        std::int64_t lattice_rows = 0;
+        for (double ref : s.row_ref) {
+            if (ref == 0) continue;
+            scale_sum += ref;
+            ++lattice_rows;
+        }
+        rows_on_lattice = lattice_rows > 0;
+        if (lattice_rows) mean_row_scale = scale_sum / static_cast<double>(lattice_rows);
+    }
+
+    if (s.tensor_s) {
         st.lattice.is_ternary = true;
-        st.lattice.scale = *tensor_s;
-    } else if (walker && walker->rows_on_lattice()) {
+        st.lattice.scale = *s.tensor_s;
+    } else if (rows_on_lattice) {
         st.lattice.is_ternary = true;
         st.lattice.per_channel = true;
-        st.lattice.scale = walker->mean_row_scale();
+        st.lattice.scale = mean_row_scale;
     } else {
-        st.lattice.scale = fit_s;
+        st.lattice.scale = s.fit_s;
     }
     // Per channel every row's non-zero |w| equals its own s, so the distance is exactly 0.
-    if (!st.lattice.per_channel && fit_s > 0 && finite > 0) st.lattice.rms_rel = std::sqrt(lattice_sq / nf) / fit_s;
+    if (!st.lattice.per_channel && s.fit_s > 0 && st.finite_count > 0) st.lattice.rms_rel = std::sqrt(lattice_sq / nf) / s.fit_s;
 
-    if (walker) {
-        st.dead.rows = rows;
-        st.dead.cols = cols;
-        st.dead.dead_rows = walker->dead_rows();
-        st.dead.dead_cols = walker->dead_cols();
+    if (s.matrix) {
+        st.dead.rows = s.rows;
+        st.dead.cols = s.cols;
+        st.dead.dead_rows = std::count(s.row_alive.begin(), s.row_alive.end(), std::uint8_t{0});
+        st.dead.dead_cols = std::count(s.col_alive.begin(), s.col_alive.end(), std::uint8_t{0});
     }
+    s_ = std::make_unique<State>(0);  // the per-block sums and per-row flags go now
     return st;
+}
+
+}  // namespace detail
+
+TensorStats analyze_tensor(const std::string& name, const io::TensorData& data, const AnalysisOptions& options) {
+    detail::TensorScan scan(name, data, options);
+    for (std::size_t c = 0; c < scan.chunks(); ++c) scan.pass1(c);
+    scan.finish1();
+    for (std::size_t c = 0; c < scan.chunks(); ++c) scan.pass2(c);
+    return scan.finish2();
 }
 
 }  // namespace bitfsck::analysis

@@ -206,9 +206,41 @@ void convert_loop(const std::byte* p, std::int64_t n, std::ptrdiff_t step, Out* 
     for (std::int64_t i = 0; i < n; ++i, p += step) out[i] = static_cast<Out>(decode(p));
 }
 
+// The same with the step known at compile time, so the compiler vectorises the common case of a
+// contiguous run (what a scan spends a third of its time in otherwise).
+// The same for contiguous runs, four elements at a time in vector registers (GCC does not
+// vectorise the loop above at -O2): what a scan spends a third of its time in otherwise.
+template <std::size_t kStep, typename Out, typename Decode>
+void convert_contiguous(const std::byte* p, std::int64_t n, Out* out, Decode decode) {
+    using v4f = float __attribute__((vector_size(16)));
+    using v4u = std::uint32_t __attribute__((vector_size(16)));
+    using v4d = double __attribute__((vector_size(32)));
+    using v4o = std::conditional_t<std::is_same_v<Out, double>, v4d, v4f>;
+    std::int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        v4f f;
+        if constexpr (kStep == 4) {
+            std::memcpy(&f, p + i * 4, sizeof f);
+        } else {
+            std::uint16_t h[4];
+            std::memcpy(h, p + i * 2, sizeof h);
+            v4u u = {h[0], h[1], h[2], h[3]};
+            f = reinterpret_cast<v4f>(u << 16);
+        }
+        v4o o = __builtin_convertvector(f, v4o);
+        std::memcpy(out + i, &o, sizeof o);
+    }
+    for (; i < n; ++i) out[i] = static_cast<Out>(decode(p + i * static_cast<std::int64_t>(kStep)));
+}
+
 template <typename Out>
 void convert_run(DType dtype, const std::byte* p, std::int64_t n, std::ptrdiff_t step, Out* out,
                  const MappedFile* file) {
+    if (dtype == DType::F32 && step == 4) return convert_contiguous<4>(p, n, out, load<float>);
+    if (dtype == DType::BF16 && step == 2)
+        return convert_contiguous<2>(p, n, out, [](const std::byte* q) {
+            return std::bit_cast<float>(static_cast<std::uint32_t>(load<std::uint16_t>(q)) << 16);
+        });
     switch (dtype) {
         case DType::F64:
             if constexpr (std::is_same_v<Out, double>)
@@ -530,6 +562,21 @@ void TensorData::read(std::int64_t first, std::int64_t count, float* out) const 
 
 void TensorData::release() const {
     if (file_ && span_bytes_ > 0) file_->release(span_begin_, span_bytes_);
+}
+
+void TensorData::release(std::int64_t first, std::int64_t count) const {
+    if (!file_ || encoding_ != TensorEncoding::Plain || !contiguous_ || first < 0 || count <= 0 || first >= numel_) return;
+    const auto elem = static_cast<std::uint64_t>(dtype_size(dtype_));
+    const auto n = static_cast<std::uint64_t>(std::min(count, numel_ - first));
+    // Only the pages wholly inside the range go (MappedFile::release): neighbours' bytes stay.
+    file_->release(span_begin_ + static_cast<std::uint64_t>(first) * elem, n * elem);
+}
+
+std::uint64_t TensorData::span_end_after(std::int64_t first, std::int64_t count) const {
+    if (encoding_ != TensorEncoding::Plain || !contiguous_ || first < 0 || count < 0) return span_begin_ + span_bytes_;
+    const auto elem = static_cast<std::uint64_t>(dtype_size(dtype_));
+    const auto end = static_cast<std::uint64_t>(std::min(first + count, numel_));
+    return span_begin_ + std::min(end * elem, span_bytes_);
 }
 
 }  // namespace bitfsck::io

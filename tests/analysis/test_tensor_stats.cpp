@@ -304,6 +304,52 @@ TEST_CASE("a tensor stored ternary per output channel", "[tensor_stats]") {
     }
 }
 
+TEST_CASE("rows cut by chunk ends are judged whole: dead rows and per-channel lattices", "[tensor_stats]") {
+    // 2.8 M values: three chunks of 2^20 (tensor_scan.hpp), rows 2 and 5 each cut by a chunk end.
+    std::mt19937 rng(9);
+    std::uniform_int_distribution<int> code(-1, 1);
+    const std::int64_t rows = 7, cols = 400003;
+    std::vector<double> v(rows * cols);
+    double scale_sum = 0;
+    int lattice_rows = 0;
+    for (std::int64_t r = 0; r < rows; ++r) {
+        if (r == 2) continue;  // all zero: dead, and no scale of its own
+        double s = 0.01 * (1 + 0.1 * r);
+        scale_sum += s;
+        ++lattice_rows;
+        for (std::int64_t c = 0; c < cols; ++c) v[r * cols + c] = code(rng) * s;
+        v[r * cols] = s;
+    }
+    // Every non-zero value is far above the zero-code threshold: a column is dead when all zero.
+    std::int64_t zero_cols = 0;
+    for (std::int64_t c = 0; c < cols; ++c) {
+        bool all_zero = true;
+        for (std::int64_t r = 0; r < rows; ++r) all_zero &= v[r * cols + c] == 0;
+        zero_cols += all_zero;
+    }
+    TensorStats st = analyze(v, {rows, cols});
+    CHECK(st.dead.dead_rows == 1);
+    CHECK(zero_cols > 0);
+    CHECK(st.dead.dead_cols == zero_cols);
+    CHECK(st.lattice.per_channel);
+    CHECK(st.lattice.scale == scale_sum / lattice_rows);  // summed in row order, as a single walk does
+    CHECK(st.lattice.rms_rel == 0);
+
+    SECTION("the two parts of a cut row on different scales are not one lattice") {
+        const std::int64_t cut = (1 << 21) - 5 * cols;  // row 5's part in the third chunk starts here
+        for (std::int64_t c = cut; c < cols; ++c) v[5 * cols + c] *= 2;
+        TensorStats p = analyze(v, {rows, cols});
+        CHECK_FALSE(p.lattice.per_channel);
+        CHECK_FALSE(p.lattice.is_ternary);
+    }
+    SECTION("a row alive only in its second part is alive") {
+        for (std::int64_t c = 0; c < cols; ++c) v[2 * cols + c] = 0;
+        v[2 * cols + cols - 1] = 0.05;  // after the chunk end at 2^20
+        TensorStats p = analyze(v, {rows, cols});
+        CHECK(p.dead.dead_rows == 0);
+    }
+}
+
 TEST_CASE("a per-tensor lattice ignores NaN entries", "[tensor_stats]") {
     std::vector<double> v = {0.5, -0.5, 0, 0.5, std::numeric_limits<double>::quiet_NaN(), 0, -0.5, 0.5};
     TensorStats st = analyze(v, {2, 4});

@@ -120,6 +120,17 @@ public:
 
     // Drop the pages of this tensor from resident memory (no-op for in-memory data).
     void release() const;
+    // Drop the pages that hold only elements [first, first+count), for a contiguous plain tensor
+    // read in order (a no-op for strided, packed and in-memory data, which release() covers):
+    // what lets a long tensor be read with a bounded resident footprint.
+    void release(std::int64_t first, std::int64_t count) const;
+    // The file holding the tensor (null for in-memory data) and the byte range it touches.
+    const MappedFile* file() const { return file_; }
+    std::uint64_t span_begin() const { return span_begin_; }
+    std::uint64_t span_bytes() const { return span_bytes_; }
+    // The file bytes past elements [0, first+count): where a reader in file order has got to
+    // (the whole span for strided and packed tensors, whose elements are not in byte order).
+    std::uint64_t span_end_after(std::int64_t first, std::int64_t count) const;
 
 private:
     const MappedFile* file_ = nullptr;
