@@ -15,6 +15,8 @@
 
 #include <chrono>
 #include <cstring>
+#include <future>
+#include <thread>
 #include <memory>
 #include <optional>
 #include <string>
@@ -60,24 +62,17 @@ void raise_bitfsck_error(const Error& e) {
 struct CallState {
     nb::object callback;  // None: only Ctrl-C is checked
     std::optional<nb::python_error> error;
-    std::chrono::steady_clock::time_point last_signal_check{};
 };
 
 ProgressCallback progress_of(CallState* state) {
     // Captures a pointer, never a Python object: the libraries copy callbacks on their threads.
     return [state](const Progress& p) -> bool {
         nb::gil_scoped_acquire gil;
-        if (state->error) return false;
+        if (state->error) return false;  // the callback raised, or Ctrl-C (without_gil)
+        if (state->callback.is_none()) return true;
         try {
-            const auto now = std::chrono::steady_clock::now();
-            if (now - state->last_signal_check > std::chrono::milliseconds(50)) {
-                state->last_signal_check = now;
-                if (PyErr_CheckSignals() != 0) throw nb::python_error();
-            }
-            if (!state->callback.is_none()) {
-                nb::object r = state->callback(p.done, p.total, std::string(progress_unit_name(p.unit)), p.label);
-                if (!r.is_none() && !nb::cast<bool>(r)) return false;
-            }
+            nb::object r = state->callback(p.done, p.total, std::string(progress_unit_name(p.unit)), p.label);
+            if (!r.is_none() && !nb::cast<bool>(r)) return false;
         } catch (nb::python_error& e) {
             state->error.emplace(std::move(e));
             return false;
@@ -86,13 +81,29 @@ ProgressCallback progress_of(CallState* state) {
     };
 }
 
-// Runs `work` without the GIL; a Python error saved by the progress callback wins over the
-// Cancelled it caused.
+// Runs `work` on a thread of its own without the GIL, while the calling thread (the only one
+// Python runs signal handlers on) looks for Ctrl-C every 50 ms: a KeyboardInterrupt is kept in
+// `state`, the progress callback then asks the work to stop, and the interrupt is raised once the
+// work has stopped. A Python error saved by the callback wins over the Cancelled it caused.
 template <typename F>
 auto without_gil(CallState& state, F&& work) {
-    try {
+    using R = decltype(work());
+    std::packaged_task<R()> task(std::forward<F>(work));
+    std::future<R> result = task.get_future();
+    {
         nb::gil_scoped_release release;
-        return work();
+        std::thread worker(std::move(task));
+        while (result.wait_for(std::chrono::milliseconds(50)) != std::future_status::ready) {
+            nb::gil_scoped_acquire gil;
+            if (!state.error && PyErr_CheckSignals() != 0) state.error.emplace();  // takes the pending exception
+        }
+        worker.join();
+    }
+    try {
+        auto r = result.get();
+        // Work that finished before it saw the stop still raises what asked for it.
+        if (state.error) throw std::move(*state.error);
+        return r;
     } catch (const Cancelled&) {
         if (state.error) throw std::move(*state.error);
         throw;

@@ -131,3 +131,19 @@ def test_scan_state_dict_of_a_live_module():
         model.layers[0].mlp.up_proj.weight.mul_(1e-5)
     assert bitfsck.scan_state_dict(model.state_dict()).verdict == "collapsed"
     assert bitfsck.scan_state_dict({"w": np.zeros((4, 4), np.float32), "note": "text"}).to_dict()["tensors"][0]["name"] == "w"
+
+
+def test_ctrl_c_stops_a_long_call():
+    # interrupt_main is what Ctrl-C does: a SIGINT for the main thread, while the work runs on others.
+    import _thread
+    import time as _time
+
+    def slow(*a):
+        _time.sleep(0.02)
+
+    threading.Timer(0.2, _thread.interrupt_main).start()
+    t0 = _time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        for _ in range(100):
+            bitfsck.timeline(SAMPLES / "run", threads=1, progress=slow)
+    assert _time.perf_counter() - t0 < 5
