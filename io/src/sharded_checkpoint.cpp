@@ -88,9 +88,12 @@ CheckpointBuilder read_sharded_checkpoint(const ModelFiles& model, const OpenOpt
             f.reason = file_name(model.weights[i]) + ": " + f.reason;
             merged.findings.push_back(std::move(f));
         }
-        for (auto& [k, v] : shard.metadata)
-            if (std::none_of(merged.metadata.begin(), merged.metadata.end(), [&](const auto& kv) { return kv.first == k; }))
-                merged.metadata.emplace_back(std::move(k), std::move(v));
+        // A plain pair, not a structured binding: clang 14 (the fuzz build) cannot capture bindings.
+        for (auto& entry : shard.metadata) {
+            const auto& key = entry.first;
+            if (std::none_of(merged.metadata.begin(), merged.metadata.end(), [&](const auto& kv) { return kv.first == key; }))
+                merged.metadata.emplace_back(std::move(entry));
+        }
         for (auto& n : shard.notes) merged.notes.push_back(file_name(model.weights[i]) + ": " + n);
         for (auto& w : shard.warnings) merged.warnings.push_back(file_name(model.weights[i]) + ": " + w);
         if (i == 0) merged.document = std::move(shard.document);
