@@ -3,6 +3,8 @@
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <fstream>
+#include <set>
 #include <iostream>
 #include <memory>
 
@@ -18,6 +20,9 @@ namespace {
 struct FinetuneFlags {
     std::string input, output, tokens, val_tokens, token_dtype = "u16", teacher, like, optimizer = "adamw", schedule = "cosine";
     std::string train = "mlp,attn,norm,embed", precision = "fp32";
+    std::string options_file;                 // --options
+    std::vector<std::string> flags_given;     // training flags on the command line (refused with --options)
+    bool device_given = false;
     double val_frac = 0.05, kd_weight = 0.5, kd_temp = 2.0, clip = 1.0, min_lr_frac = 0.1;
     std::optional<double> lr_other;
     std::int64_t val_windows = 0, steps = 100, batch = 8, seq_len = 256, grad_accum = 1, warmup = 0, save_every = 0, eval_every = 0;
@@ -67,13 +72,35 @@ void print_result(const model::FinetuneResult& r, const model::FinetuneOptions& 
     std::cout << "metrics: " << r.metrics.string() << "\nstate:   " << r.state.string() << " (resume with --resume)\n";
 }
 
+model::FinetuneOptions options_from_file(const FinetuneFlags& f, const ModelFlags& mf) {
+    if (!f.flags_given.empty())
+        throw model::ModelUsageError("--options " + f.options_file + " gives the run; " + f.flags_given.front() +
+                              " cannot be added to it (edit the document instead)");
+    std::ifstream in(f.options_file);
+    if (!in) throw io::FileError(f.options_file + ": cannot open");
+    const auto j = nlohmann::json::parse(in, nullptr, false);
+    if (j.is_discarded()) throw model::ModelUsageError(f.options_file + ": not JSON");
+    model::FinetuneOptions o = model::finetune_options_from_json(j, f.options_file);
+    if (!f.input.empty()) o.input = f.input;
+    if (!f.output.empty()) o.output = f.output;
+    if (f.device_given) o.load.device = mf.device;
+    if (mf.threads > 0) o.load.threads = mf.threads;
+    if (o.input.empty() || o.output.empty() || o.tokens.empty())
+        throw model::ModelUsageError(f.options_file + ": needs \"input\", \"output\" and \"tokens\" (or CKPT and -o on the command line)");
+    return o;
+}
+
 void run(const FinetuneFlags& f, const ModelFlags& mf) {
     model::FinetuneOptions o;
-    if (f.resume) {
+    if (!f.options_file.empty()) {
+        o = options_from_file(f, mf);
+    } else if (f.resume) {
+        if (f.output.empty()) throw model::ModelUsageError("--resume needs -o OUT (the run to continue)");
         o = model::options_for_resume(f.output);
         if (f.resume_steps) o.steps = *f.resume_steps;
     } else {
-        if (f.input.empty() || f.tokens.empty()) throw Error("finetune needs CKPT and --tokens (or --resume -o OUT)");
+        if (f.input.empty() || f.tokens.empty() || f.output.empty())
+            throw model::ModelUsageError("finetune needs CKPT, -o OUT and --tokens (or --options FILE, or --resume -o OUT)");
         o.input = f.input;
         o.output = f.output;
         o.load = mf.load_options();
@@ -109,17 +136,11 @@ void run(const FinetuneFlags& f, const ModelFlags& mf) {
     o.dist = model::distributed_env_from_environment();
     resolve(o);
 
-    install_interrupt_handler();
-    o.stop = &interrupt_flag();
-    const bool rank0 = o.dist.rank == 0;
+    // Every rank stops on its own Ctrl-C; only rank 0 draws.
     std::unique_ptr<ProgressLine> progress;
-    if (rank0 && !f.json) progress = std::make_unique<ProgressLine>("finetune");
-    o.progress = [&](std::int64_t done, std::int64_t total, double loss) {
-        if (!progress) return;
-        char d[64];
-        std::snprintf(d, sizeof d, "loss %.4f", loss);
-        progress->update(Progress{static_cast<std::uint64_t>(done), static_cast<std::uint64_t>(total), ProgressUnit::Steps, d});
-    };
+    if (o.dist.rank == 0 && !f.json) progress = std::make_unique<ProgressLine>("finetune");
+    o.progress = progress ? progress->callback() : stop_when(interrupt_flag());
+    const bool rank0 = o.dist.rank == 0;
     const model::FinetuneResult r = model::run_finetune(o);
     if (progress) progress->finish();
     if (!rank0) return;
@@ -139,7 +160,11 @@ void add_finetune_subcommand(CLI::App& app) {
     auto mf = std::make_shared<ModelFlags>();
     auto* sub = app.add_subcommand("finetune", "Fine-tune a ternary checkpoint (STE training with anti-collapse regularizers)");
     sub->add_option("input", f->input, "Checkpoint to start from (the last healthy one, typically)")->check(CLI::ExistingFile);
-    sub->add_option("-o,--output", f->output, "Output checkpoint (same format and keys as the input)")->required();
+    sub->add_option("-o,--output", f->output, "Output checkpoint (same format and keys as the input)");
+    sub->add_option("--options", f->options_file,
+                    "The run as one JSON document (the keys of OUT.state.json's \"options\"; missing keys keep their defaults); "
+                    "CKPT, -o, --device and --threads may override it, other training flags may not")
+        ->check(CLI::ExistingFile);
     sub->add_option("--tokens", f->tokens, "Training token ids: raw little-endian (--token-dtype) or .npy")->check(CLI::ExistingFile);
     sub->add_option("--val-tokens", f->val_tokens, "Validation token ids (default: --val-frac of the end of --tokens, never trained on)")
         ->check(CLI::ExistingFile);
@@ -187,12 +212,21 @@ void add_finetune_subcommand(CLI::App& app) {
         "Example:\n"
         "  bitfsck finetune run/step_000050.pt -o cured.pt --tokens run/train.bin --val-tokens run/val.bin \\\n"
         "      --seq-len 64 --batch 16 --steps 200 --lr 1e-3 --reg double-well:lambda=1e-3,target=like,roles=mlp --like run/step_000050.pt\n"
+        "  bitfsck finetune --options stage.json          (the same run as one document; keys as in OUT.state.json)\n"
         "Writes OUT, OUT.metrics.jsonl (one JSON line per step), OUT.state.pt and OUT.state.json (for --resume).\n"
         "Ctrl-C saves what was reached and exits; a second Ctrl-C exits at once.\n"
         "Several processes: torchrun --nproc-per-node 2 --no-python bitfsck finetune ... (or srun); gradients are\n"
         "averaged over c10d (Gloo on CPU), each rank draws its own windows, rank 0 writes.\n"
         "Exit codes: 0 ok, 1 bad flags or options, 2 unreadable input.");
-    sub->callback([f, mf] { run_reporting_errors([&] { run(*f, *mf); }); });
+    sub->callback([f, mf, sub] {
+        // Which flags the user typed: with --options only the overrides above are accepted.
+        static const std::set<std::string> overrides = {"input", "--output", "--options", "--json", "--device", "--threads", "--trust"};
+        f->flags_given.clear();
+        for (const CLI::Option* opt : sub->get_options())
+            if (opt->count() > 0 && !overrides.count(opt->get_name())) f->flags_given.push_back(opt->get_name());
+        f->device_given = sub->count("--device") > 0;
+        run_reporting_errors([&] { run(*f, *mf); });
+    });
 }
 
 }  // namespace bitfsck::cli

@@ -38,7 +38,10 @@ void run(const GenerateFlags& f, const ModelFlags& mf) {
             print_warning(f.input + ": the pickle references " + ck.findings().front().global + " (see `bitfsck scan`)");
             set_exit_code(kSecurity);
         }
+        ProgressLine progress("generate");
+        o.progress = progress.callback();
         auto r = model::run_generate(ck, o);
+        progress.finish();
         const auto& d = r.degeneration;
         if (d.broken) set_exit_code(kCollapsed);
         else if (d.degenerate) set_exit_code(kDegraded);
@@ -53,8 +56,7 @@ void run(const GenerateFlags& f, const ModelFlags& mf) {
         if (d.reasons.empty()) std::cerr << "degeneration check: " << green("ok") << "\n";
         for (const auto& reason : d.reasons) std::cerr << "degeneration check: " << (d.broken ? red("BROKEN") : yellow("DEGENERATE")) << " " << reason << "\n";
     } catch (const Error& e) {
-        print_error(e.what());
-        set_exit_code(kUnreadable);
+        report(e);  // the one mapping of error kinds to exit codes (Ctrl-C: 130)
     }
 }
 

@@ -119,7 +119,7 @@ void run(const InductionFlags& f, const ModelFlags& mf) {
                 set_exit_code(kSecurity);
             }
             ProgressLine progress("induction");
-            o.progress = [&](std::int64_t done, std::int64_t total) { progress.update(done, total, in.filename().string()); };
+            o.progress = progress.callback();  // false after Ctrl-C: the probe throws Cancelled (exit 130)
             auto r = model::run_induction(ck, o);
             progress.finish();
             auto j = model::to_json(r);
@@ -134,9 +134,10 @@ void run(const InductionFlags& f, const ModelFlags& mf) {
                 print_report(r);
             }
             reports.push_back(std::move(r));
+        } catch (const Cancelled&) {
+            throw;  // Ctrl-C ends the whole command, not just this file
         } catch (const Error& e) {
-            print_error(e.what());
-            set_exit_code(kUnreadable);
+            report(e);  // the one mapping of error kinds to exit codes
         }
     }
     if (!f.h5.empty() && !reports.empty()) model::write_induction_h5(f.h5, reports);

@@ -39,7 +39,7 @@ void run(const PerplexityFlags& f, const ModelFlags& mf) {
         // Default window: the learned position table when there is one, else 256.
         o.seq_len = f.seq_len > 0 ? f.seq_len : model.config().max_positions ? std::min<std::int64_t>(model.config().max_positions, 1024) : 256;
         ProgressLine progress("perplexity");
-        o.progress = [&](std::int64_t done, std::int64_t total) { progress.update(done, total, "windows"); };
+        o.progress = progress.callback();  // false after Ctrl-C: Cancelled, exit 130
         auto r = model::run_perplexity(model, f.input, o);
         progress.finish();
         if (!std::isfinite(r.loss)) set_exit_code(kCollapsed);
@@ -54,8 +54,7 @@ void run(const PerplexityFlags& f, const ModelFlags& mf) {
                   << r.windows << " windows of " << r.seq_len << " tokens (" << r.targets << " targets) from " << r.tokens_file << ", "
                   << static_cast<long>(r.tokens_per_second) << " tokens/s on " << r.device << "\n";
     } catch (const Error& e) {
-        print_error(e.what());
-        set_exit_code(kUnreadable);
+        report(e);  // the one mapping of error kinds to exit codes (Ctrl-C: 130)
     }
 }
 

@@ -1,5 +1,4 @@
 // bitfsck resurrect RUN_DIR|CKPT... --tokens TRAIN --val-tokens VAL -o OUT_DIR: run a recipe.
-#include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -12,12 +11,6 @@
 
 namespace bitfsck::cli {
 namespace {
-
-std::atomic<bool> g_cancel{false};
-extern "C" void on_resurrect_interrupt(int) {
-    g_cancel.store(true);
-    std::signal(SIGINT, SIG_DFL);
-}
 
 struct ResurrectFlags {
     std::vector<std::string> inputs;
@@ -48,11 +41,10 @@ void print_log(const repair::ResurrectionLog& log) {
 }
 
 void run(const ResurrectFlags& f, const char* argv0) {
+    // Ctrl-C (the terminal's one handler) makes the callback return false: the running child is
+    // interrupted, a fine-tune saves, and the same command continues from there.
     ProgressLine progress("resurrect");
-    auto on_progress = [&](const std::string& what, double fraction) {
-        progress.update(static_cast<std::uint64_t>(fraction * 1000), 1000, what);
-    };
-    std::signal(SIGINT, on_resurrect_interrupt);
+    const ProgressCallback on_progress = progress.callback();
     if (!f.replay.empty()) {
         if (f.out_dir.empty()) throw Error("--replay needs -o OUT_DIR (another folder than the logged run's)");
         const auto r = repair::replay_resurrection(f.replay, f.out_dir, io::self_executable(argv0), on_progress);
@@ -83,9 +75,11 @@ void run(const ResurrectFlags& f, const char* argv0) {
     o.bitfsck = io::self_executable(argv0);
     o.keep_going = f.keep_going;
     o.progress = on_progress;
-    o.cancel = &g_cancel;
     const repair::ResurrectionLog log = repair::run_resurrection(o);
     progress.finish();
+    if (log.already_complete && !f.json)
+        std::cout << "already complete: " << (std::filesystem::path(f.out_dir) / "resurrection.json").string()
+                  << " describes this run, finished; nothing was rerun\n";
     if (f.json) std::cout << repair::to_json(log).dump(2) << "\n";
     else {
         print_log(log);
@@ -117,7 +111,8 @@ void add_resurrect_subcommand(CLI::App& app) {
     sub->footer("Example:\n  bitfsck resurrect sample_ckpts/run/ --tokens sample_ckpts/run/train.bin --val-tokens sample_ckpts/run/val.bin -o cured/\n"
                 "  bitfsck resurrect --replay cured/resurrection.json -o again/\n"
                 "Writes OUT_DIR/resurrected.pt, stage_<i>_<kind>/, baseline_*/, resurrection.json and report.html.\n"
-                "Ctrl-C stops after saving; run the same command again to resume after the last completed stage.\n"
+                "Ctrl-C stops after saving; the same command again continues: completed stages are kept and an interrupted\n"
+                "fine-tune resumes from its last save (a finished folder says \"already complete\" and exits 0).\n"
                 "Exit codes: 0 healthy result, 1 bad options or a failed stage, 2 unreadable input, 4/5 the result is degraded/collapsed.");
     sub->callback([f] { run_reporting_errors([&] { run(*f, "bitfsck"); }); });
 }

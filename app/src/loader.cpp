@@ -170,16 +170,13 @@ bool start_induction(AppState& s, const CheckpointRef& ref, const InductionParam
     const std::string title = "induction probe of " + checkpoint_label(s, ref);
     job.job = s.jobs.start<model::InductionReport>(title, [keep, params](JobControl& c) {
         // The bar: a tenth for loading (config, tensors, quantization), the rest for the forward
-        // passes. Cancelling stops at the next step boundary (the library polls no flag itself).
+        // passes. Cancelling stops at the next forward pass (the callback returns false).
         c.progress(0, 100, "loading the model on " + params.device);
         model::InductionOptions o = induction_options(params);
         model::Model m = model::Model::load(*keep->checkpoint, o.load);
         if (c.cancel_requested()) throw Cancelled();
         c.progress(10, 100, "forward pass on " + m.device());
-        o.progress = [&c](std::int64_t done, std::int64_t total) {
-            c.progress(10 + static_cast<std::uint64_t>(total > 0 ? 90.0 * double(done) / double(total) : 0.0), 100, "forward passes");
-            if (c.cancel_requested()) throw Cancelled();
-        };
+        o.progress = c.callback(10, 90, 100, "forward passes");
         return model::run_induction(m, keep->path.string(), o);
     }, [&s](Job<model::InductionReport>& j) {
         const bool mine = s.induction.job && s.induction.job->job.get() == &j;

@@ -106,8 +106,7 @@ bool start_resurrect_run(JobRegistry& jobs, ResurrectView& v) {
     v.run_job = jobs.start<repair::ResurrectionLog>(
         "resurrect " + v.run,
         [o](JobControl& c) mutable {
-            o.cancel = c.cancel_flag();
-            o.progress = [&c](const std::string& what, double fraction) { c.progress(static_cast<std::uint64_t>(fraction * 1000), 1000, what); };
+            o.progress = c.callback();
             return repair::run_resurrection(o);
         },
         [&v](Job<repair::ResurrectionLog>& job) {

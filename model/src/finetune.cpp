@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <numbers>
@@ -48,7 +49,6 @@ ScheduleKind parse_schedule(std::string_view s) {
     throw ModelUsageError("--schedule " + std::string(s) + ": expected cosine, linear or constant");
 }
 
-namespace {
 std::string_view schedule_name(ScheduleKind k) {
     switch (k) {
         case ScheduleKind::Cosine: return "cosine";
@@ -57,7 +57,6 @@ std::string_view schedule_name(ScheduleKind k) {
     }
     return "?";
 }
-}  // namespace
 
 double lr_factor(const ScheduleOptions& s, std::int64_t step, std::int64_t total) {
     if (s.warmup > 0 && step < s.warmup) return static_cast<double>(step + 1) / static_cast<double>(s.warmup);
@@ -340,99 +339,6 @@ std::vector<std::int64_t> val_windows(const std::vector<std::int64_t>& val, std:
     return out;
 }
 
-ojson options_to_json(const FinetuneOptions& o) {
-    ojson j;
-    j["input"] = o.input.string();
-    j["output"] = o.output.string();
-    j["device"] = o.load.device;
-    j["threads"] = o.load.threads;
-    j["config_overrides"] = o.load.config.overrides;
-    if (o.load.config.json_file) j["config_file"] = o.load.config.json_file->string();
-    j["trusted_globals"] = o.trusted_globals;
-    j["tokens"] = o.tokens.string();
-    j["val_tokens"] = o.val_tokens.string();
-    j["token_dtype"] = o.token_dtype == TokenDType::U16 ? "u16" : "u32";
-    j["val_frac"] = o.val_frac;
-    j["val_windows"] = o.val_windows;
-    j["steps"] = o.steps;
-    j["batch"] = o.batch;
-    j["seq_len"] = o.seq_len;
-    j["grad_accum"] = o.grad_accum;
-    j["seed"] = o.seed;
-    j["train"] = o.train_groups;
-    const auto& op = o.optimizer;
-    j["optimizer"] = {{"kind", optimizer_name(op.kind)}, {"lr", op.lr}, {"lr_other", op.lr_other}, {"beta1", op.beta1},
-                      {"beta2", op.beta2}, {"eps", op.eps}, {"weight_decay_other", op.weight_decay_other},
-                      {"momentum", op.momentum}, {"muon_momentum", op.muon_momentum}, {"muon_ns_steps", op.muon_ns_steps}};
-    j["schedule"] = {{"kind", schedule_name(o.schedule.kind)}, {"warmup", o.schedule.warmup}, {"min_lr_frac", o.schedule.min_lr_frac}};
-    j["clip"] = o.clip;
-    ojson regs = ojson::array();
-    for (const auto& r : o.regularizers) regs.push_back(to_json(r));
-    j["regularizers"] = regs;
-    j["like"] = o.like.string();
-    j["teacher"] = o.teacher.string();
-    j["kd_weight"] = o.kd_weight;
-    j["kd_temp"] = o.kd_temp;
-    j["precision"] = o.precision;
-    j["save_every"] = o.save_every;
-    j["eval_every"] = o.eval_every;
-    j["drop_optimizer_state"] = o.drop_optimizer_state;
-    j["world_size"] = o.dist.world_size;
-    return j;
-}
-
-FinetuneOptions options_from_json(const nlohmann::json& j, const std::string& origin) {
-    try {
-        FinetuneOptions o;
-        o.input = j.at("input").get<std::string>();
-        o.output = j.at("output").get<std::string>();
-        o.load.device = j.at("device").get<std::string>();
-        o.load.threads = j.at("threads").get<int>();
-        o.load.config.overrides = j.at("config_overrides");
-        if (j.contains("config_file")) o.load.config.json_file = j["config_file"].get<std::string>();
-        o.trusted_globals = j.at("trusted_globals").get<std::vector<std::string>>();
-        o.tokens = j.at("tokens").get<std::string>();
-        o.val_tokens = j.at("val_tokens").get<std::string>();
-        o.token_dtype = parse_token_dtype(j.at("token_dtype").get<std::string>());
-        o.val_frac = j.at("val_frac").get<double>();
-        o.val_windows = j.at("val_windows").get<std::int64_t>();
-        o.steps = j.at("steps").get<std::int64_t>();
-        o.batch = j.at("batch").get<std::int64_t>();
-        o.seq_len = j.at("seq_len").get<std::int64_t>();
-        o.grad_accum = j.at("grad_accum").get<std::int64_t>();
-        o.seed = j.at("seed").get<std::uint64_t>();
-        o.train_groups = j.at("train").get<std::vector<std::string>>();
-        const auto& op = j.at("optimizer");
-        o.optimizer.kind = parse_optimizer(op.at("kind").get<std::string>());
-        o.optimizer.lr = op.at("lr").get<double>();
-        o.optimizer.lr_other = op.at("lr_other").get<double>();
-        o.optimizer.beta1 = op.at("beta1").get<double>();
-        o.optimizer.beta2 = op.at("beta2").get<double>();
-        o.optimizer.eps = op.at("eps").get<double>();
-        o.optimizer.weight_decay_other = op.at("weight_decay_other").get<double>();
-        o.optimizer.momentum = op.at("momentum").get<double>();
-        o.optimizer.muon_momentum = op.at("muon_momentum").get<double>();
-        o.optimizer.muon_ns_steps = op.at("muon_ns_steps").get<int>();
-        const auto& sc = j.at("schedule");
-        o.schedule.kind = parse_schedule(sc.at("kind").get<std::string>());
-        o.schedule.warmup = sc.at("warmup").get<std::int64_t>();
-        o.schedule.min_lr_frac = sc.at("min_lr_frac").get<double>();
-        o.clip = j.at("clip").get<double>();
-        for (const auto& r : j.at("regularizers")) o.regularizers.push_back(parse_regularizer(r.at("spec").get<std::string>()));
-        o.like = j.at("like").get<std::string>();
-        o.teacher = j.at("teacher").get<std::string>();
-        o.kd_weight = j.at("kd_weight").get<double>();
-        o.kd_temp = j.at("kd_temp").get<double>();
-        o.precision = j.at("precision").get<std::string>();
-        o.save_every = j.at("save_every").get<std::int64_t>();
-        o.eval_every = j.at("eval_every").get<std::int64_t>();
-        o.drop_optimizer_state = j.at("drop_optimizer_state").get<bool>();
-        return o;
-    } catch (const nlohmann::json::exception& e) {
-        throw ModelError(origin + ": not a fine-tuning state (" + e.what() + ")");
-    }
-}
-
 fs::path sibling(const fs::path& output, const std::string& suffix) { return fs::path(output.string() + suffix); }
 
 std::vector<NamedTensor> read_named(const io::Checkpoint& ck) {
@@ -515,7 +421,12 @@ FinetuneOptions options_for_resume(const fs::path& output) {
         throw ModelError(state_json.string() + ": not valid JSON (" + e.what() + ")");
     }
     if (!j.contains("options")) throw ModelError(state_json.string() + ": no 'options'");
-    FinetuneOptions o = options_from_json(j["options"], state_json.string());
+    FinetuneOptions o;
+    try {
+        o = finetune_options_from_json(j["options"], state_json.string());
+    } catch (const ModelUsageError& e) {
+        throw ModelError(e.what());  // a damaged save is unreadable input, not a usage mistake
+    }
     o.output = output;
     o.resume = true;
     return o;
@@ -642,7 +553,7 @@ FinetuneResult run_finetune(FinetuneOptions o) {
         sj["val_loss_before"] = result.val_loss_before ? ojson(*result.val_loss_before) : ojson(nullptr);
         sj["val_loss"] = last_val ? ojson(*last_val) : ojson(nullptr);
         sj["unpacked"] = result.unpacked;
-        sj["options"] = options_to_json(o);
+        sj["options"] = to_json(o);
         io::write_file_atomically(state_json, sj.dump(2) + "\n");
     };
 
@@ -662,10 +573,19 @@ FinetuneResult run_finetune(FinetuneOptions o) {
     double busy_seconds = 0;
     std::int64_t trained_tokens = 0;
     std::int64_t step = start;
+    // The callback's false return is remembered, not thrown: training stops at a step boundary
+    // and saves (see FinetuneOptions::progress).
+    bool asked_to_stop = false;
+    auto report = [&](std::int64_t done, const std::string& label) {
+        if (!o.progress || asked_to_stop) return;
+        if (!o.progress(Progress{static_cast<std::uint64_t>(done), static_cast<std::uint64_t>(o.steps), ProgressUnit::Steps, label}))
+            asked_to_stop = true;
+    };
+    report(start, "");
     for (; step < o.steps; ++step) {
         // Under torchrun or srun the signal reaches the ranks at different moments: they agree
         // first, so that no rank is left waiting in an all-reduce the others never join.
-        const bool stop_here = o.stop && o.stop->load();
+        const bool stop_here = asked_to_stop;
         if (o.dist.active() ? trainer.any_rank(stop_here) : stop_here) {
             result.stopped_early = true;
             break;
@@ -701,7 +621,9 @@ FinetuneResult run_finetune(FinetuneOptions o) {
         }
         line["roles"] = trainer.role_metrics();
         emit(line);
-        if (o.progress) o.progress(done, o.steps, rep.loss);
+        char loss_label[48];
+        std::snprintf(loss_label, sizeof loss_label, "loss %.4f", rep.loss);
+        report(done, loss_label);
         if (saving) save(done);
     }
     result.steps_done = step;

@@ -134,8 +134,11 @@ GenerateResult run_generate(const Model& model, const std::string& file, const G
     std::vector<StepStats> steps;
     Session session = model.start_session();
     const auto t0 = std::chrono::steady_clock::now();
+    ProgressTracker tracker(o.progress, ProgressUnit::Tokens, static_cast<std::uint64_t>(limit));
+    tracker.check(true);
     std::vector<float> logits = session.feed(r.prompt_ids);
     for (std::int64_t i = 0; i < limit; ++i) {
+        tracker.set(static_cast<std::uint64_t>(i));
         steps.push_back(step_stats(logits));
         const std::int64_t next = sample_token(logits, o.temperature, o.top_k, o.top_p, rng);
         r.generated.push_back(next);

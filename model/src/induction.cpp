@@ -161,7 +161,9 @@ InductionReport run_induction(const Model& model, const std::string& file, const
     InductionAccumulator acc(cfg.num_layers, cfg.num_heads);
     for (std::int64_t i = 0; i < rows; ++i) acc.count_row(std::span(ids).subspan(static_cast<std::size_t>(i * row_len), static_cast<std::size_t>(row_len)));
     const auto t0 = std::chrono::steady_clock::now();
+    ProgressTracker tracker(o.progress, ProgressUnit::Windows, static_cast<std::uint64_t>(rows));
     for (std::int64_t first = 0; first < rows; first += o.batch) {
+        tracker.check(true);
         const std::int64_t n = std::min(o.batch, rows - first);
         auto chunk = std::span(ids).subspan(static_cast<std::size_t>(first * row_len), static_cast<std::size_t>(n * row_len));
         model.forward(chunk, n, row_len, false, [&](const LayerAttention& a) {
@@ -169,7 +171,7 @@ InductionReport run_induction(const Model& model, const std::string& file, const
                 acc.add(a.layer, chunk.subspan(static_cast<std::size_t>(b * row_len), static_cast<std::size_t>(row_len)),
                         a.probs + b * a.heads * a.queries * a.keys, a.heads, a.queries);
         });
-        if (o.progress) o.progress(first + n, rows);
+        tracker.set(static_cast<std::uint64_t>(first + n));
     }
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     r.tokens = rows * row_len;

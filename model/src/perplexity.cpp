@@ -33,14 +33,16 @@ PerplexityResult run_perplexity(const Model& model, const std::string& file, con
     std::int64_t count = 0;
     const auto t0 = std::chrono::steady_clock::now();
     std::vector<std::int64_t> batch;
+    ProgressTracker tracker(o.progress, ProgressUnit::Windows, offsets.size());
     for (std::size_t first = 0; first < offsets.size(); first += static_cast<std::size_t>(o.batch)) {
+        tracker.check(true);
         const std::size_t last = std::min(offsets.size(), first + static_cast<std::size_t>(o.batch));
         batch.clear();
         for (std::size_t w = first; w < last; ++w)
             batch.insert(batch.end(), ids.begin() + offsets[w], ids.begin() + offsets[w] + o.seq_len + 1);
         LossSum s = model.next_token_loss(batch, static_cast<std::int64_t>(last - first), o.seq_len + 1);
         nll += s.nll_sum, count += s.count;
-        if (o.progress) o.progress(static_cast<std::int64_t>(last), r.windows);
+        tracker.set(last);
     }
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     r.targets = count;

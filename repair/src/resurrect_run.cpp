@@ -33,27 +33,44 @@ std::string one_line(std::string s) {
     return nl == std::string::npos ? s : s.substr(nl + 1);
 }
 
+// Recipes compared by meaning: a recipe read back from JSON has its objects' keys in another order
+// than the planner wrote them, and ordered_json's == would call the same recipe another run.
+bool same_json(const ojson& a, const ojson& b) { return nlohmann::json::parse(a.dump()) == nlohmann::json::parse(b.dump()); }
+
 struct Runner {
     const ResurrectOptions& opt;
     const Recipe& recipe;
     std::string prompt;  // the degeneration probe's prompt: the first validation tokens
-    double done = 0, total = 1;
+    std::uint64_t done = 0, total = 1;  // phases: the start, each stage, the baselines
+    // Set once the callback returned false; run_tool then interrupts the child (finetune saves).
+    mutable std::atomic<bool> stop{false};
 
     void say(const std::string& what) const {
-        if (opt.progress) opt.progress(what, std::min(1.0, done / total));
+        last_label = what;
+        if (stop.load() || !opt.progress) return;
+        if (!opt.progress(Progress{done, total, ProgressUnit::Stages, what})) stop.store(true);
     }
-    bool cancelled() const { return opt.cancel && opt.cancel->load(); }
+    bool cancelled() const { return stop.load(); }
 
     ToolRun tool(const std::vector<std::string>& args, const fs::path& dir, const std::string& name,
                  const std::function<void()>& poll = {}) const {
-        ToolRun r = run_tool(opt.bitfsck, args, dir, name, poll, opt.cancel);
+        // Between polls the callback is asked too, so that a cancel is seen during every child.
+        auto ask = [&] {
+            say(last_label);
+            if (poll) poll();
+        };
+        ToolRun r = run_tool(opt.bitfsck, args, dir, name, ask, &stop);
+        // Interrupted: a fine-tune saved what it reached, the same command continues from it.
+        if (cancelled()) throw Cancelled();
         // 4 and 5 are verdicts (degenerate generation, a collapsed result), not failures: the JSON is there.
         const bool verdict = (r.exit_code == 4 || r.exit_code == 5) && !r.out.empty();
-        if (r.exit_code != 0 && !verdict && !(cancelled() && name == "finetune"))
+        if (r.exit_code != 0 && !verdict)
             throw Error("resurrect: `bitfsck " + args.front() + "` failed in " + dir.string() + " (exit " + std::to_string(r.exit_code) +
                         "): " + one_line(r.err));
         return r;
     }
+
+    mutable std::string last_label;
 
     std::vector<std::string> model_flags() const { return {"--threads", std::to_string(recipe.threads)}; }
 
@@ -98,38 +115,62 @@ struct Runner {
         return m;
     }
 
-    // Fine-tunes `input` into dir/out.<ext> with the recipe's shared settings and `params`.
+    // The stage's options as one document (`finetune --options`, model/finetune.hpp's reader):
+    // the recipe's shared settings and the stage's own parameters.
+    nlohmann::ordered_json finetune_document(const fs::path& input, const nlohmann::json& params, const fs::path& out) const {
+        ojson d;
+        d["input"] = input.string();
+        d["output"] = out.string();
+        d["tokens"] = opt.tokens.string();
+        d["val_tokens"] = opt.val_tokens.string();
+        d["token_dtype"] = opt.token_dtype;
+        d["seq_len"] = recipe.seq_len;
+        d["batch"] = recipe.batch;
+        d["seed"] = recipe.seed;
+        d["val_windows"] = std::max<std::int64_t>(recipe.eval_windows, 0);
+        d["threads"] = recipe.threads;
+        d["steps"] = params.value("steps", std::int64_t{100});
+        ojson optimizer = ojson::object();
+        if (params.contains("optimizer")) optimizer["kind"] = params["optimizer"];
+        if (params.contains("lr")) optimizer["lr"] = params["lr"];
+        if (params.contains("lr_other")) optimizer["lr_other"] = params["lr_other"];
+        if (params.contains("weight_decay")) optimizer["weight_decay_other"] = params["weight_decay"];
+        if (!optimizer.empty()) d["optimizer"] = optimizer;
+        if (params.contains("warmup")) d["schedule"] = {{"warmup", params["warmup"]}};
+        if (params.contains("like")) d["like"] = params["like"];
+        if (params.contains("reg")) d["regularizers"] = params["reg"];
+        return d;
+    }
+
+    // Fine-tunes `input` into dir/out.<ext> with the recipe's shared settings and `params`. An
+    // interrupted fine-tune of the same document continues from its last save (finetune --resume),
+    // which ends bit for bit where an uninterrupted one would.
     fs::path finetune(const fs::path& input, const nlohmann::json& params, const fs::path& dir, const std::string& label) const {
         fs::create_directories(dir);
         const fs::path out = dir / ("out" + input.extension().string());
-        std::vector<std::string> args = {"finetune", input.string(), "-o", out.string(), "--tokens", opt.tokens.string(),
-                                         "--val-tokens", opt.val_tokens.string(), "--token-dtype", opt.token_dtype,
-                                         "--seq-len", std::to_string(recipe.seq_len), "--batch", std::to_string(recipe.batch),
-                                         "--seed", std::to_string(recipe.seed), "--val-windows", std::to_string(std::max<std::int64_t>(recipe.eval_windows, 0)),
-                                         "--json"};
+        const fs::path doc_path = dir / "finetune_options.json";
+        const std::string doc = finetune_document(input, params, out).dump(2) + "\n";
+        const bool resumable = fs::exists(fs::path(out.string() + ".state.json")) && fs::exists(doc_path) && [&] {
+            std::ifstream in(doc_path);
+            return std::string(std::istreambuf_iterator<char>(in), {}) == doc;
+        }();
+        std::vector<std::string> args;
+        if (resumable) {
+            args = {"finetune", "--resume", "-o", out.string(), "--json"};
+        } else {
+            io::write_file_atomically(doc_path, doc);
+            args = {"finetune", "--options", doc_path.string(), "--json"};
+        }
         const std::int64_t steps = params.value("steps", std::int64_t{100});
-        args.insert(args.end(), {"--steps", std::to_string(steps)});
-        if (params.contains("lr")) args.insert(args.end(), {"--lr", fmt("%.17g", params["lr"].get<double>())});
-        if (params.contains("lr_other")) args.insert(args.end(), {"--lr-other", fmt("%.17g", params["lr_other"].get<double>())});
-        if (params.contains("optimizer")) args.insert(args.end(), {"--optimizer", params["optimizer"].get<std::string>()});
-        if (params.contains("warmup")) args.insert(args.end(), {"--warmup", std::to_string(params["warmup"].get<std::int64_t>())});
-        if (params.contains("weight_decay")) args.insert(args.end(), {"--weight-decay", fmt("%.17g", params["weight_decay"].get<double>())});
-        if (params.contains("like")) args.insert(args.end(), {"--like", params["like"].get<std::string>()});
-        if (params.contains("reg"))
-            for (const auto& r : params["reg"]) args.insert(args.end(), {"--reg", r.get<std::string>()});
-        for (auto& f : model_flags()) args.push_back(f);
         const fs::path metrics = out.string() + ".metrics.jsonl";
-        const double base = done;
         auto poll = [&] {
             std::ifstream in(metrics);
             std::int64_t lines = 0;
             for (std::string l; std::getline(in, l);) ++lines;
-            const double frac = std::min(1.0, static_cast<double>(std::max<std::int64_t>(lines - 1, 0)) / static_cast<double>(steps));
-            if (opt.progress) opt.progress(label + ": step " + std::to_string(std::max<std::int64_t>(lines - 1, 0)) + "/" + std::to_string(steps),
-                                           std::min(1.0, (base + frac) / total));
+            last_label = label + ": step " + std::to_string(std::max<std::int64_t>(lines - 1, 0)) + "/" + std::to_string(steps);
         };
+        last_label = label + (resumable ? ": resuming from its last save" : "");
         tool(args, dir, "finetune", poll);
-        if (cancelled()) throw Error("resurrect: cancelled during " + label + " (its partial output is in " + dir.string() + ")");
         return out;
     }
 };
@@ -186,15 +227,22 @@ ResurrectionLog run_resurrection(const ResurrectOptions& opt) {
         const auto j = nlohmann::json::parse(in, nullptr, false);
         if (!j.is_discarded()) {
             ResurrectionLog p = resurrection_log_from_json(j, log_path.string());
-            if (to_json(p.recipe) == to_json(recipe) && p.input_hashes == log.input_hashes &&
+            if (same_json(to_json(p.recipe), to_json(recipe)) && p.input_hashes == log.input_hashes &&
                 p.tokens_hash == log.tokens_hash && p.val_tokens_hash == log.val_tokens_hash)
                 previous = std::move(p);
         }
         if (!previous) throw Error(log_path.string() + " describes another run (recipe, inputs or data differ); use another -o folder");
     }
 
+    // Finished before, and its result is still what was logged: nothing to redo.
+    if (previous && previous->complete && fs::exists(previous->output) && file_hash(previous->output) == previous->output_hash) {
+        ResurrectionLog finished = *previous;
+        finished.already_complete = true;
+        return finished;
+    }
+
     Runner run{opt, recipe, first_tokens_prompt(opt.val_tokens, opt.token_dtype)};
-    run.total = static_cast<double>(recipe.stages.size()) + (recipe.baselines ? 2.0 : 0.0) + 1.0;
+    run.total = recipe.stages.size() + (recipe.baselines ? 2 : 0) + 1;
     auto save_log = [&] {
         log.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         io::write_file_atomically(log_path, to_json(log).dump(2) + "\n");
@@ -221,9 +269,10 @@ ResurrectionLog run_resurrection(const ResurrectOptions& opt) {
             if (rec.accepted) current = rec.after, current_file = rec.output;
             log.stages.push_back(rec);
             run.done += 1;
+            save_log();  // a second interruption must not forget the stages the first one kept
             continue;
         }
-        if (run.cancelled()) throw Error("resurrect: cancelled before " + label);
+        if (run.cancelled()) throw Cancelled();
         run.say(label);
         const auto s0 = std::chrono::steady_clock::now();
         fs::create_directories(dir);
@@ -367,7 +416,7 @@ ResurrectionLog run_resurrection(const ResurrectOptions& opt) {
 }
 
 ResurrectionReplay replay_resurrection(const fs::path& log_file, const fs::path& out_dir, const fs::path& bitfsck,
-                                       const std::function<void(const std::string&, double)>& progress) {
+                                       const ProgressCallback& progress) {
     std::ifstream in(log_file);
     if (!in) throw io::FileError(log_file.string() + ": cannot open");
     const auto j = nlohmann::json::parse(in, nullptr, false);

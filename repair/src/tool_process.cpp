@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -74,6 +75,11 @@ ToolRun run_tool(const std::filesystem::path& exe, const std::vector<std::string
             sigemptyset(&none);
             ::sigprocmask(SIG_SETMASK, &none, nullptr);
             ::signal(SIGINT, SIG_DFL);
+            // Its own process group: a Ctrl-C at the terminal reaches only the parent, which
+            // forwards exactly one SIGINT (two would end a fine-tune before it saves). And it dies
+            // with the parent: a killed resurrect leaves no training behind writing into its folder.
+            ::setpgid(0, 0);
+            ::prctl(PR_SET_PDEATHSIG, SIGKILL);
             ::execv(argv[0], argv.data());
             e = errno;
         }

@@ -278,10 +278,8 @@ TEST_CASE("A resumed run equals an uninterrupted one bit for bit", "[finetune]")
     };
     run_finetune(options("whole.pt", 12));
     // Interrupted after step 5 (as Ctrl-C does: the flag is seen before the next step), then resumed.
-    std::atomic<bool> stop{false};
     FinetuneOptions first = options("halves.pt", 12);
-    first.stop = &stop;
-    first.progress = [&](std::int64_t done, std::int64_t, double) { stop = done == 5; };
+    first.progress = [&](const Progress& p) { return p.done < 5; };
     const FinetuneResult interrupted = run_finetune(first);
     CHECK(interrupted.stopped_early);
     CHECK(interrupted.steps_done == 5);
@@ -394,10 +392,8 @@ TEST_CASE("A bfloat16 checkpoint trains on fp32 master weights and resumes bit f
         return o;
     };
     run_finetune(options("whole.pt"));
-    std::atomic<bool> stop{false};
     FinetuneOptions first = options("halves.pt");
-    first.stop = &stop;
-    first.progress = [&](std::int64_t done, std::int64_t, double) { stop = done == 4; };
+    first.progress = [&](const Progress& p) { return p.done < 4; };
     REQUIRE(run_finetune(first).steps_done == 4);
     const FinetuneResult resumed = run_finetune(options_for_resume(dir / "halves.pt"));
     CHECK(resumed.steps_done == 10);

@@ -2,6 +2,9 @@
 // (edited from `plan -o`, as a user would): stages, gates, resuming, replaying, the report.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <fstream>
+
 #include "support.hpp"
 
 using namespace bitfsck;
@@ -89,10 +92,13 @@ TEST_CASE("resurrect: a short recipe, a gate that rejects, resume and replay", "
     CHECK(html.find("src=") == std::string::npos);
     CHECK(html.find("IPMR") != std::string::npos);
 
-    // The same command again: every stage is already done.
+    // The same command again on the finished folder: nothing is rerun, nothing rewritten.
+    const std::string log_before = test::read_text(out / "resurrection.json");
     const auto again = run_bitfsck(cmd);
+    INFO(again.out << again.err);
     REQUIRE(again.exit_code == 0);
-    CHECK(again.out.find("resumed: completed by an earlier run") != std::string::npos);
+    CHECK(again.out.find("already complete") != std::string::npos);
+    CHECK(test::read_text(out / "resurrection.json") == log_before);
 
     // Replay into another folder: the same resurrected.pt, bit for bit.
     const auto replay = run_bitfsck("resurrect --replay " + test::quote(out / "resurrection.json") + " -o " + test::quote(tmp / "replay"));
@@ -100,6 +106,87 @@ TEST_CASE("resurrect: a short recipe, a gate that rejects, resume and replay", "
     CHECK(replay.exit_code == 0);
     CHECK(replay.out.find("identical") != std::string::npos);
     CHECK(test::read_text(tmp / "replay" / "resurrected.pt") == test::read_text(out / "resurrected.pt"));
+}
+
+TEST_CASE("resurrect: Ctrl-C in the fine-tune, then the same command continues it to the uninterrupted result", "[resurrect][cli]") {
+    test::TempDir tmp;
+    const fs::path out = tmp / "out";
+    // Planned now (no --recipe): the rerun must recognise the plan it made before as the same run.
+    const std::string cmd = "resurrect " + test::quote(kRun) + data_flags() + " --steps 40 -o " + test::quote(out);
+    const fs::path metrics = out / "stage_2_finetune" / "out.pt.metrics.jsonl";
+    // Interrupted once the fine-tune has taken a few steps (its metrics file: one line per step).
+    const auto first = test::run_command(
+        "( " + test::quote(test::cli_path()) + " " + cmd + " & pid=$!; "
+        "while [ \"$(cat " + test::quote(metrics) + " 2>/dev/null | wc -l)\" -lt 5 ] && kill -0 $pid 2>/dev/null; do sleep 0.05; done; "
+        "kill -INT $pid; wait $pid; echo \"exit=$?\" )");
+    INFO(first.out << first.err);
+    REQUIRE(first.out.find("exit=130") != std::string::npos);
+    auto log = test::read_json(out / "resurrection.json");
+    CHECK(log["complete"] == false);
+    REQUIRE(log["stages"].size() == 1);  // the graft; the fine-tune was interrupted
+    const auto state = test::read_json(out / "stage_2_finetune" / "out.pt.state.json");
+    const auto saved_at = state["step"].get<std::int64_t>();
+    CHECK(saved_at >= 4);
+    CHECK(saved_at < 40);
+
+    const auto second = run_bitfsck(cmd);
+    INFO(second.out << second.err);
+    REQUIRE(second.exit_code == 0);
+    log = test::read_json(out / "resurrection.json");
+    CHECK(log["complete"] == true);
+    REQUIRE(log["stages"].size() == 2);
+    CHECK(log["stages"][0]["decisions"].back() == "resumed: completed by an earlier run");
+    CHECK(test::read_text(out / "stage_2_finetune" / "finetune.out").find("\"steps_done\": 40") != std::string::npos);
+    // One metrics line per step, each once: the resumed fine-tune continued, it did not restart.
+    std::ifstream lines(metrics);
+    std::vector<std::int64_t> steps;
+    for (std::string l; std::getline(lines, l);) steps.push_back(nlohmann::json::parse(l)["step"].get<std::int64_t>());
+    CHECK(steps.size() == 41);
+    CHECK(std::is_sorted(steps.begin(), steps.end()));
+
+    // The stage's one options document, run uninterrupted, gives the same weights bit for bit.
+    const fs::path straight = tmp / "straight.pt";
+    const auto direct = run_bitfsck("finetune --options " + test::quote(out / "stage_2_finetune" / "finetune_options.json") + " -o " +
+                                    test::quote(straight) + " --json");
+    INFO(direct.err);
+    REQUIRE(direct.exit_code == 0);
+    CHECK(test::read_text(straight) == test::read_text(out / "stage_2_finetune" / "out.pt"));
+
+    const auto third = run_bitfsck(cmd);
+    CHECK(third.exit_code == 0);
+    CHECK(third.out.find("already complete") != std::string::npos);
+}
+
+TEST_CASE("finetune --options: one document for the run, typos and mixed flags refused", "[resurrect][cli]") {
+    test::TempDir tmp;
+    nlohmann::json doc = {{"input", (kRun / "step_000050.pt").string()}, {"tokens", (kRun / "train.bin").string()},
+                          {"val_tokens", (kRun / "val.bin").string()}, {"steps", 2}, {"seq_len", 32}, {"batch", 2}, {"val_windows", 4},
+                          {"optimizer", {{"lr", 1e-4}}}};
+    test::write_bytes(tmp / "good.json", doc.dump());
+    auto r = run_bitfsck("finetune --options " + test::quote(tmp / "good.json") + " -o " + test::quote(tmp / "a.pt") + " --json");
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    CHECK(nlohmann::json::parse(r.out)["steps_done"] == 2);
+    // What ran is what the document said, defaults for the rest (lr_other follows lr, as on the command line).
+    const auto state = test::read_json(tmp / "a.pt.state.json");
+    CHECK(state["options"]["steps"] == 2);
+    CHECK(state["options"]["optimizer"]["lr_other"].get<double>() == 1e-4);
+    CHECK(state["options"]["optimizer"]["kind"] == "adamw");
+
+    doc["stpes"] = 3;
+    test::write_bytes(tmp / "typo.json", doc.dump());
+    r = run_bitfsck("finetune --options " + test::quote(tmp / "typo.json") + " -o " + test::quote(tmp / "b.pt"));
+    CHECK(r.exit_code == 1);
+    CHECK(r.err.find("typo.json: unknown key 'stpes'") != std::string::npos);
+    CHECK_FALSE(fs::exists(tmp / "b.pt"));
+
+    r = run_bitfsck("finetune --options " + test::quote(tmp / "good.json") + " -o " + test::quote(tmp / "c.pt") + " --steps 5");
+    CHECK(r.exit_code == 1);
+    CHECK(r.err.find("--steps cannot be added") != std::string::npos);
+    test::write_bytes(tmp / "broken.json", "{\"steps\": ");
+    r = run_bitfsck("finetune --options " + test::quote(tmp / "broken.json") + " -o " + test::quote(tmp / "d.pt"));
+    CHECK(r.exit_code == 1);
+    CHECK(r.err.find("broken.json: not JSON") != std::string::npos);
 }
 
 TEST_CASE("resurrect: bad input gets one line and a non-zero exit", "[resurrect][cli]") {

@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bitfsck/analysis/selection.hpp"
+#include "bitfsck/io/progress.hpp"
 #include "bitfsck/model/model.hpp"
 #include "bitfsck/model/tokens.hpp"
 
@@ -43,6 +44,7 @@ struct OptimizerOptions {
 
 enum class ScheduleKind : std::uint8_t { Cosine, Linear, Constant };
 ScheduleKind parse_schedule(std::string_view s);
+std::string_view schedule_name(ScheduleKind k);
 struct ScheduleOptions {
     ScheduleKind kind = ScheduleKind::Cosine;
     std::int64_t warmup = 0;   // linear from lr/warmup to lr over the first `warmup` steps
@@ -133,9 +135,20 @@ struct FinetuneOptions {
 
     DistributedEnv dist;
     std::function<void(const nlohmann::ordered_json& metrics_line)> on_metrics;
-    std::function<void(std::int64_t step, std::int64_t total, double loss)> progress;
-    const std::atomic<bool>* stop = nullptr;  // set (Ctrl-C): save what was reached and return
+    // Steps done of `steps`, the label "loss 2.3456". A false return (Ctrl-C, the app's Cancel)
+    // stops training at the next step boundary; unlike the read-only passes, which throw Cancelled,
+    // a run then saves what it reached (a resumable save, OUT.state.json) and returns with
+    // stopped_early set: an hour of training is never thrown away. In a distributed run every rank
+    // calls its own callback and the ranks agree before stopping.
+    ProgressCallback progress;
 };
+
+// The options as a JSON document: the "options" of OUT.state.json, and what `finetune --options
+// FILE` reads. The reader takes a partial document (every key missing keeps its default, nested
+// "optimizer" and "schedule" objects too; "regularizers" entries are spec strings or {"spec": ...});
+// an unknown key is a ModelUsageError naming it, so a typo never trains with a default.
+nlohmann::ordered_json to_json(const FinetuneOptions& options);
+FinetuneOptions finetune_options_from_json(const nlohmann::json& j, const std::string& origin);
 
 struct FinetuneResult {
     std::filesystem::path output, metrics, state;

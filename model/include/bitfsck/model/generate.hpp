@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bitfsck/io/progress.hpp"
 #include "bitfsck/model/model.hpp"
 
 namespace bitfsck::model {
@@ -56,6 +57,8 @@ struct GenerateOptions {
     bool stop_at_eos = true;
     std::optional<bool> bos;  // unset: prepend BOS with a SentencePiece tokenizer when the model has one
     DegenerationOptions degeneration;
+    // New tokens done of --max-new-tokens; a false return stops decoding with Cancelled.
+    ProgressCallback progress;
 };
 
 struct GenerateResult {

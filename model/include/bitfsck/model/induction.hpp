@@ -17,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bitfsck/io/progress.hpp"
 #include "bitfsck/model/model.hpp"
 #include "bitfsck/model/tokens.hpp"
 
@@ -42,7 +43,8 @@ struct InductionOptions {
     std::optional<bool> bos;  // unset: prepend BOS when the config names one (repeated-random probe only)
     double specialist_threshold = 0.05;  // IPMR at or above this makes a head a specialist
     int top = 5;
-    std::function<void(std::int64_t done, std::int64_t total)> progress;
+    // Rows done of all rows (unit: windows); a false return stops the probe with Cancelled.
+    ProgressCallback progress;
 };
 
 struct HeadMetrics {

@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bitfsck/io/progress.hpp"
 #include "bitfsck/model/model.hpp"
 #include "bitfsck/model/tokens.hpp"
 
@@ -18,7 +19,8 @@ struct PerplexityOptions {
     std::int64_t seq_len = 256;      // inputs per window (each window reads seq_len + 1 tokens)
     std::int64_t batch = 8;          // windows per forward pass
     std::int64_t max_windows = 0;    // 0: every window of the file
-    std::function<void(std::int64_t done, std::int64_t total)> progress;
+    // Windows done of all windows; a false return stops the run with Cancelled.
+    ProgressCallback progress;
 };
 
 struct PerplexityResult {

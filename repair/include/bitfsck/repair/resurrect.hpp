@@ -135,6 +135,7 @@ struct ResurrectionLog {
     std::vector<std::string> claims;    // recipe vs each baseline, on the validation loss
     bool complete = false;
     double seconds = 0;
+    bool already_complete = false;  // not written: this call found the run finished and reran nothing
 };
 
 struct ResurrectOptions {
@@ -145,8 +146,10 @@ struct ResurrectOptions {
     PlanOptions plan;
     std::filesystem::path bitfsck;         // the executable that runs finetune and the probes
     bool keep_going = false;               // apply rejected stages anyway
-    std::function<void(const std::string& what, double fraction)> progress;
-    const std::atomic<bool>* cancel = nullptr;
+    // Phases done (the start, each stage, the baselines; unit: stages), the label says which and,
+    // in a fine-tune, its step. A false return interrupts the running child (a fine-tune saves
+    // what it reached) and throws Cancelled; the same call again continues from there.
+    ProgressCallback progress;
 };
 
 // Runs the recipe into out_dir (created): stage_<i>_<kind>/ folders, resurrected.pt,
@@ -164,7 +167,7 @@ struct ResurrectionReplay {
 };
 ResurrectionReplay replay_resurrection(const std::filesystem::path& log_file, const std::filesystem::path& out_dir,
                                        const std::filesystem::path& bitfsck,
-                                       const std::function<void(const std::string&, double)>& progress = {});
+                                       const ProgressCallback& progress = {});
 
 nlohmann::ordered_json to_json(const ResurrectionLog& log);
 ResurrectionLog resurrection_log_from_json(const nlohmann::json& j, const std::string& origin);
