@@ -29,7 +29,7 @@ struct FinetuneFlags {
     std::uint64_t seed = 1337;
     std::vector<std::string> regs;
     std::optional<std::int64_t> resume_steps;
-    bool resume = false, keep_optimizer_state = false, json = false;
+    bool resume = false, keep_optimizer_state = false, json = false, no_compare_run = false;
     model::OptimizerOptions opt;
 };
 
@@ -58,7 +58,7 @@ void resolve(model::FinetuneOptions& o) {
 }
 
 void print_result(const model::FinetuneResult& r, const model::FinetuneOptions& o) {
-    char line[256];
+    char line[1024];
     std::cout << bold(r.output.string()) << (r.stopped_early ? "  (stopped early)" : "") << "\n";
     std::snprintf(line, sizeof line, "%lld steps of %lld × %lld tokens, %.0f tokens/s on %s", static_cast<long long>(r.steps_done),
                   static_cast<long long>(o.batch * o.grad_accum * o.dist.world_size), static_cast<long long>(o.seq_len), r.tokens_per_second,
@@ -67,6 +67,17 @@ void print_result(const model::FinetuneResult& r, const model::FinetuneOptions& 
     if (r.val_loss_before && r.val_loss_after) {
         std::snprintf(line, sizeof line, "validation loss %.4f → %.4f nats/token", *r.val_loss_before, *r.val_loss_after);
         std::cout << line << "\n";
+    }
+    if (const model::RunCheckpointLoss* best = model::best_in_run(r)) {
+        const auto& latest = r.run_checkpoints.back();
+        const auto name = [](const std::string& f) { return std::filesystem::path(f).filename().string(); };
+        std::snprintf(line, sizeof line, "the result vs the run's own checkpoints (the same %s windows): %.4f vs latest %s %.4f, best %s %.4f",
+                      o.val_tokens.empty() ? "held-out" : "validation", *r.result_val_loss, name(latest.file).c_str(), latest.val_loss,
+                      name(best->file).c_str(), best->val_loss);
+        std::cout << line << "\n";
+        std::cout << (*r.result_val_loss < best->val_loss ? green("beats every checkpoint of the run")
+                                                          : yellow("does not beat the run's best checkpoint: the cure costs prediction quality"))
+                  << "\n";
     }
     for (const auto& n : r.notes) std::cout << "note: " << n << "\n";
     std::cout << "metrics: " << r.metrics.string() << "\nstate:   " << r.state.string() << " (resume with --resume)\n";
@@ -132,6 +143,7 @@ void run(const FinetuneFlags& f, const ModelFlags& mf) {
         o.save_every = f.save_every;
         o.eval_every = f.eval_every;
         o.drop_optimizer_state = !f.keep_optimizer_state;
+        o.compare_run = !f.no_compare_run;
     }
     o.dist = model::distributed_env_from_environment();
     resolve(o);
@@ -206,6 +218,8 @@ void add_finetune_subcommand(CLI::App& app) {
     sub->add_flag("--keep-optimizer-state", f->keep_optimizer_state, "Carry the input's own optimizer state into OUT (default: dropped)");
     sub->add_flag("--resume", f->resume, "Continue the run whose latest save is -o OUT (its options come from OUT.state.json)");
     sub->add_option("--resume-steps", f->resume_steps, "With --resume: the new total number of steps");
+    sub->add_flag("--no-compare-run", f->no_compare_run,
+                  "Do not measure the input folder's other checkpoints on the same validation windows after training");
     sub->add_flag("--json", f->json, "Print the result as JSON on stdout");
     add_model_flags(*sub, mf);
     sub->footer(

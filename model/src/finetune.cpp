@@ -15,6 +15,7 @@
 #include "bitfsck/analysis/quantizer.hpp"
 #include "bitfsck/analysis/timeline.hpp"
 #include "bitfsck/io/atomic_write.hpp"
+#include "bitfsck/io/checkpoint_files.hpp"
 #include "bitfsck/io/pt_writer.hpp"
 #include "bitfsck/io/safetensors_writer.hpp"
 #include "bitfsck/io/tensor.hpp"
@@ -432,6 +433,38 @@ FinetuneOptions options_for_resume(const fs::path& output) {
     return o;
 }
 
+namespace {
+
+// Mean next-token loss of one checkpoint on the flattened windows, in batches of `batch` rows.
+double checkpoint_val_loss(const fs::path& file, const FinetuneOptions& o, const std::vector<std::int64_t>& windows) {
+    io::OpenOptions open;
+    open.pickle.trusted_globals.insert(o.trusted_globals.begin(), o.trusted_globals.end());
+    const Model model = Model::load(io::Checkpoint::open(file, open), o.load);
+    const std::int64_t row = o.seq_len + 1, rows = static_cast<std::int64_t>(windows.size()) / row;
+    double nll = 0;
+    std::int64_t count = 0;
+    for (std::int64_t first = 0; first < rows; first += o.batch) {
+        const std::int64_t n = std::min(o.batch, rows - first);
+        const LossSum l = model.next_token_loss(std::span(windows).subspan(static_cast<std::size_t>(first * row), static_cast<std::size_t>(n * row)), n, row);
+        nll += l.nll_sum, count += l.count;
+    }
+    return nll / static_cast<double>(count);
+}
+
+// The run the input came from: the other checkpoints of its folder, never OUT or its own files.
+std::vector<fs::path> run_members(const FinetuneOptions& o) {
+    std::vector<fs::path> out;
+    const fs::path folder = o.input.has_parent_path() ? o.input.parent_path() : fs::path(".");
+    const std::string own = fs::absolute(o.output).lexically_normal().string();
+    for (const auto& f : io::checkpoint_files_in(folder)) {
+        const std::string abs = fs::absolute(f).lexically_normal().string();
+        if (abs.rfind(own, 0) != 0) out.push_back(f);  // OUT, OUT.state.pt
+    }
+    return out;
+}
+
+}  // namespace
+
 FinetuneResult run_finetune(FinetuneOptions o) {
     FinetuneResult result;
     result.output = o.output;
@@ -439,6 +472,7 @@ FinetuneResult run_finetune(FinetuneOptions o) {
     result.state = sibling(o.output, ".state.pt");
     const fs::path state_json = sibling(o.output, ".state.json");
     const bool rank0 = o.dist.rank == 0;
+    require_device(o.load.device);
 
     io::OpenOptions open;
     open.pickle.trusted_globals.insert(o.trusted_globals.begin(), o.trusted_globals.end());
@@ -632,6 +666,21 @@ FinetuneResult run_finetune(FinetuneOptions o) {
         save(step);
     }
     result.val_loss_after = last_val;
+    if (o.compare_run && rank0 && step > start) {
+        const auto members = run_members(o);
+        if (members.size() >= 2) {
+            result.result_val_loss = checkpoint_val_loss(o.output, o, val);
+            for (std::size_t i = 0; i < members.size(); ++i) {
+                // Progress in checkpoints; a stop here leaves the comparison out, the training is saved.
+                if (o.progress && !o.progress(Progress{i, members.size(), ProgressUnit::Checkpoints, "the run's checkpoints on the same windows"})) {
+                    result.run_checkpoints.clear();
+                    result.result_val_loss.reset();
+                    break;
+                }
+                result.run_checkpoints.push_back({members[i].string(), checkpoint_val_loss(members[i], o, val)});
+            }
+        }
+    }
     result.tokens_per_second = busy_seconds > 0 ? static_cast<double>(trained_tokens) / busy_seconds : 0;
     if (!result.unpacked.empty())
         result.notes.push_back(std::to_string(result.unpacked.size()) + " tensors were stored packed; they trained from their decoded ternary values");
@@ -652,7 +701,27 @@ nlohmann::ordered_json to_json(const FinetuneResult& r) {
     j["tokens_per_second"] = r.tokens_per_second;
     j["unpacked"] = r.unpacked;
     j["notes"] = r.notes;
+    if (r.result_val_loss) {
+        ojson cmp;
+        cmp["result"] = *r.result_val_loss;
+        ojson list = ojson::array();
+        for (const auto& c : r.run_checkpoints) list.push_back({{"file", c.file}, {"val_loss", c.val_loss}});
+        cmp["checkpoints"] = list;
+        if (const auto* best = best_in_run(r)) {
+            cmp["latest"] = {{"file", r.run_checkpoints.back().file}, {"val_loss", r.run_checkpoints.back().val_loss}};
+            cmp["best"] = {{"file", best->file}, {"val_loss", best->val_loss}};
+            cmp["beats_best"] = *r.result_val_loss < best->val_loss;
+        }
+        j["run_comparison"] = cmp;
+    }
     return j;
+}
+
+const RunCheckpointLoss* best_in_run(const FinetuneResult& r) {
+    const RunCheckpointLoss* best = nullptr;
+    for (const auto& c : r.run_checkpoints)
+        if (!best || c.val_loss < best->val_loss) best = &c;
+    return best;
 }
 
 }  // namespace bitfsck::model

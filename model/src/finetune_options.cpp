@@ -46,6 +46,7 @@ ojson to_json(const FinetuneOptions& o) {
     j["save_every"] = o.save_every;
     j["eval_every"] = o.eval_every;
     j["drop_optimizer_state"] = o.drop_optimizer_state;
+    j["compare_run"] = o.compare_run;
     j["world_size"] = o.dist.world_size;  // recorded, not read: the environment decides the placement
     return j;
 }
@@ -76,7 +77,7 @@ FinetuneOptions finetune_options_from_json(const nlohmann::json& j, const std::s
                    {"input", "output", "device", "threads", "config_overrides", "config_file", "trusted_globals", "tokens", "val_tokens",
                     "token_dtype", "val_frac", "val_windows", "steps", "batch", "seq_len", "grad_accum", "seed", "train", "optimizer",
                     "schedule", "clip", "regularizers", "like", "teacher", "kd_weight", "kd_temp", "precision", "save_every",
-                    "eval_every", "drop_optimizer_state", "world_size"},
+                    "eval_every", "drop_optimizer_state", "compare_run", "world_size"},
                    origin);
         FinetuneOptions o;
         read_path(j, "input", o.input);
@@ -132,6 +133,7 @@ FinetuneOptions finetune_options_from_json(const nlohmann::json& j, const std::s
         read(j, "save_every", o.save_every);
         read(j, "eval_every", o.eval_every);
         read(j, "drop_optimizer_state", o.drop_optimizer_state);
+        read(j, "compare_run", o.compare_run);
         return o;
     } catch (const nlohmann::json::exception& e) {
         throw ModelUsageError(origin + ": not fine-tuning options (" + e.what() + ")");

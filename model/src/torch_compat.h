@@ -26,6 +26,14 @@ inline at::Tensor gelu_tanh(const at::Tensor& x) {
 #endif
 }
 
+// Whether this LibTorch was built with CUDA (model/CMakeLists.txt sets it from the torch_cuda
+// target): at run time "no CUDA build" and "no GPU" look alike, and a user needs to know which.
+#if defined(BITFSCK_TORCH_CUDA)
+inline constexpr bool built_with_cuda = true;
+#else
+inline constexpr bool built_with_cuda = false;
+#endif
+
 inline std::string version_string() {
     return std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
            std::to_string(TORCH_VERSION_PATCH);

@@ -371,16 +371,8 @@ private:
 };
 
 at::Device parse_device(const std::string& name) {
-    if (!valid_device_name(name))
-        throw ModelError("--device " + name + ": expected cpu, cuda or cuda:N");
-    if (name == "cpu") return at::Device(at::kCPU);
-    if (!torch::cuda::is_available())
-        throw ModelError("--device " + name + ": this LibTorch (" + compat::version_string() +
-                         ") has no CUDA support or sees no GPU; use --device cpu");
-    at::Device d(name);
-    if (d.has_index() && d.index() >= static_cast<int>(torch::cuda::device_count()))
-        throw ModelError("--device " + name + ": only " + std::to_string(torch::cuda::device_count()) + " CUDA device(s) visible");
-    return d;
+    require_device(name);
+    return name == "cpu" ? at::Device(at::kCPU) : at::Device(name);
 }
 
 std::string layer_key(std::size_t i, const std::string& rest) { return "layers." + std::to_string(i) + "." + rest; }
@@ -391,6 +383,19 @@ std::string h_key(std::size_t i, const std::string& rest) { return "h." + std::t
 bool valid_device_name(const std::string& name) {
     static const std::regex re("^(cpu|cuda|cuda:[0-9]+)$");
     return std::regex_match(name, re);
+}
+
+void require_device(const std::string& name) {
+    if (!valid_device_name(name)) throw ModelUsageError("--device " + name + ": expected cpu, cuda or cuda:N");
+    if (name == "cpu") return;
+    if (!compat::built_with_cuda)
+        throw ModelUsageError("--device " + name + ": this LibTorch (" + compat::version_string() + ") was built without CUDA; use --device cpu");
+    if (!torch::cuda::is_available())
+        throw ModelUsageError("--device " + name + ": this LibTorch (" + compat::version_string() +
+                              ") has CUDA but sees no GPU on this machine; use --device cpu");
+    const at::Device d(name);
+    if (d.has_index() && d.index() >= static_cast<int>(torch::cuda::device_count()))
+        throw ModelUsageError("--device " + name + ": only " + std::to_string(torch::cuda::device_count()) + " CUDA device(s) visible");
 }
 
 Model::Model(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}

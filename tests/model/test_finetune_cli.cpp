@@ -2,6 +2,7 @@
 // processes over c10d/Gloo on loopback giving the weights of one process with the same global batch.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -172,4 +173,67 @@ TEST_CASE("cli timeline reads a finetune metrics file", "[finetune][cli]") {
     const auto bad = run_bitfsck("timeline " + test::quote(tmp / "bad.jsonl"));
     CHECK(bad.exit_code != 0);
     CHECK(bad.err.find("bad.jsonl:2: not a JSON object") != std::string::npos);
+}
+
+TEST_CASE("cli finetune: the result is measured beside the run's own checkpoints on the same windows", "[finetune][cli]") {
+    test::TempDir tmp;
+    const fs::path out = tmp / "cured.pt";
+    const auto r = run_bitfsck("finetune " + test::quote(kRun / "step_000050.pt") + " -o " + test::quote(out) + data_flags() +
+                               " --batch 8 --steps 3 --json");
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    const auto doc = nlohmann::json::parse(r.out);
+    REQUIRE(doc.contains("run_comparison"));
+    const auto& cmp = doc["run_comparison"];
+    // Every checkpoint of the folder, in step order, never the output itself.
+    std::vector<std::string> expected;
+    for (const auto& e : fs::directory_iterator(kRun))
+        if (e.path().extension() == ".pt") expected.push_back(e.path().filename().string());
+    std::sort(expected.begin(), expected.end());
+    REQUIRE(cmp["checkpoints"].size() == expected.size());
+    double lowest = 1e300;
+    std::string lowest_file;
+    for (std::size_t i = 0; i < expected.size(); ++i) {
+        const auto& c = cmp["checkpoints"][i];
+        CHECK(fs::path(c["file"].get<std::string>()).filename() == expected[i]);
+        CHECK(std::isfinite(c["val_loss"].get<double>()));
+        if (c["val_loss"].get<double>() < lowest) lowest = c["val_loss"].get<double>(), lowest_file = c["file"].get<std::string>();
+    }
+    CHECK(cmp["latest"]["file"] == cmp["checkpoints"].back()["file"]);
+    CHECK(cmp["best"]["file"] == lowest_file);
+    CHECK(cmp["beats_best"].get<bool>() == (cmp["result"].get<double>() < lowest));
+    // The same windows through the same forward: the input's own entry is the loss training started from,
+    // and the result's is the loss it ended at.
+    CHECK(cmp["checkpoints"][0]["val_loss"].get<double>() == Approx(doc["val_loss_before"].get<double>()).epsilon(1e-4));
+    CHECK(cmp["result"].get<double>() == Approx(doc["val_loss_after"].get<double>()).epsilon(1e-4));
+
+    const auto off = run_bitfsck("finetune " + test::quote(kRun / "step_000050.pt") + " -o " + test::quote(tmp / "b.pt") + data_flags() +
+                                 " --batch 8 --steps 1 --json --no-compare-run");
+    REQUIRE(off.exit_code == 0);
+    CHECK_FALSE(nlohmann::json::parse(off.out).contains("run_comparison"));
+}
+
+TEST_CASE("cli model commands: --device cuda without a usable GPU fails at once with one line, exit 1", "[finetune][cli][device]") {
+    if (fs::exists("/dev/nvidia0") || fs::exists("/dev/dxg")) {
+        WARN("a GPU is present: the refusal is not what this machine should do; skipped");
+        return;
+    }
+    test::TempDir tmp;
+    const std::string ck = test::quote(kRun / "step_000350.pt");
+    for (const std::string cmd : {"perplexity " + ck + " --tokens " + test::quote(kRun / "val.bin") + " --seq-len 32 --max-windows 2",
+                                  "finetune " + ck + " -o " + test::quote(tmp / "o.pt") + data_flags() + " --steps 2",
+                                  "generate " + ck + " --max-new-tokens 2"}) {
+        for (const std::string device : {"cuda", "cuda:3"}) {
+            const auto r = run_bitfsck(cmd + " --device " + device);
+            INFO(cmd << " --device " << device << "\n" << r.err);
+            CHECK(r.exit_code == 1);
+            CHECK(r.err.find("--device " + device + ": this LibTorch") != std::string::npos);
+            CHECK(r.err.find("use --device cpu") != std::string::npos);
+            CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+        }
+    }
+    CHECK_FALSE(fs::exists(tmp / "o.pt"));
+    const auto bad = run_bitfsck("perplexity " + ck + " --tokens " + test::quote(kRun / "val.bin") + " --device gpu");
+    CHECK(bad.exit_code == 1);
+    CHECK(bad.err.find("expected cpu, cuda or cuda:N") != std::string::npos);
 }

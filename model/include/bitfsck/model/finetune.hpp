@@ -132,6 +132,10 @@ struct FinetuneOptions {
     bool drop_optimizer_state = true;  // the input's optimizer state describes another run
     std::filesystem::path like;        // the healthy reference the regularizers' scales came from (recorded)
     bool resume = false;               // continue from OUT's latest save
+    // After training, measure the result and every checkpoint in the input's folder (the run it came
+    // from) on the same validation windows, through the same forward: a cure that scans healthy but
+    // predicts worse than the run's own checkpoints is then plain to see.
+    bool compare_run = false;
 
     DistributedEnv dist;
     std::function<void(const nlohmann::ordered_json& metrics_line)> on_metrics;
@@ -150,6 +154,11 @@ struct FinetuneOptions {
 nlohmann::ordered_json to_json(const FinetuneOptions& options);
 FinetuneOptions finetune_options_from_json(const nlohmann::json& j, const std::string& origin);
 
+struct RunCheckpointLoss {
+    std::string file;
+    double val_loss = 0;
+};
+
 struct FinetuneResult {
     std::filesystem::path output, metrics, state;
     std::int64_t steps_done = 0;
@@ -158,6 +167,9 @@ struct FinetuneResult {
     double tokens_per_second = 0;
     std::vector<std::string> unpacked;  // tensors stored packed in the input, trained from their decoded values
     std::vector<std::string> notes;
+    // compare_run: the result's loss and the run's checkpoints' (name order), the same windows.
+    std::optional<double> result_val_loss;
+    std::vector<RunCheckpointLoss> run_checkpoints;
 };
 
 // Trains and writes OUT (the input's keys and layout; .pt or .safetensors as the input),
@@ -168,6 +180,9 @@ FinetuneResult run_finetune(FinetuneOptions options);
 
 // `finetune --json`: schema_version, tool, then the result (what resurrect reads from its child).
 nlohmann::ordered_json to_json(const FinetuneResult& result);
+// The run checkpoint with the lowest validation loss (null without a comparison). The latest is
+// run_checkpoints.back(): the folder's checkpoints in name order are the run's in step order.
+const RunCheckpointLoss* best_in_run(const FinetuneResult& result);
 
 // The options a run was started with, read back from OUT.state.json, with `resume` set: run_finetune
 // then continues from the latest save (weights, optimizer state, step), bit-identical on the same

@@ -85,5 +85,9 @@ private:
 
 // The torch device string accepted by --device, checked for syntax only ("cpu", "cuda", "cuda:N").
 bool valid_device_name(const std::string& name);
+// The device the model would run on, checked before any work: a malformed name, CUDA with a
+// LibTorch built without it or on a machine without a GPU, or an index past the visible GPUs is a
+// ModelUsageError (exit 1) naming the flag, so a job fails in its first second, not after loading.
+void require_device(const std::string& name);
 
 }  // namespace bitfsck::model
