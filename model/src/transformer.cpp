@@ -2,6 +2,8 @@
 // includes torch: everything else talks to Model through model.hpp.
 #include "trainable.h"
 
+#include <torch/csrc/autograd/custom_function.h>
+
 #include <cmath>
 #include <limits>
 #include <map>
@@ -14,6 +16,56 @@ namespace bitfsck::model {
 namespace {
 
 constexpr std::int64_t kPackedPerByte = 4;  // HF BitNet: four 2-bit codes per uint8
+
+// Training's BitLinear as one autograd node. The forward is that of bitnet_reference.py's
+// `F.linear(activation_quant(x), weight_quant(w))` with straight-through estimators; written as
+// `x + (q(x) − x).detach()` the graph keeps a float copy of every dequantized weight matrix and
+// activation for the backward (4 bytes per parameter and per activation, per matrix). This node
+// keeps the ternary codes and the int8 activation codes (1 byte each) and their scales instead,
+// and dequantizes again in the backward: the same products, a quarter of the memory.
+struct SteBitLinear : torch::autograd::Function<SteBitLinear> {
+    // per_row: γ per output row (else one per tensor); add_eps: s = max|x| + 1e-8 (Distillix), else
+    // 127 / clamp(max|x|, 1e-5) (Hugging Face).
+    static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w, bool per_row, bool add_eps) {
+        const at::Tensor gamma = (per_row ? w.abs().mean({1}, true) : w.abs().mean()) + 1e-8;
+        const at::Tensor w_codes = at::clamp(at::round(w / gamma), -1, 1);
+        // Per token, the activation scale in the reference's own form, so that codes and scale
+        // give back its dequantized values bit for bit: codes · s / 127 (Distillix), codes / inv (HF).
+        at::Tensor scale, x_codes;
+        if (add_eps) {
+            scale = x.abs().amax({-1}, true) + 1e-8;
+            x_codes = at::round(at::clamp(x / scale * 127.0, -128.0, 127.0));
+        } else {
+            scale = 127.0 / x.abs().amax({-1}, true).clamp_min(1e-5);
+            x_codes = at::clamp(at::round(x * scale), -128.0, 127.0);
+        }
+        const at::Tensor y = at::linear(dequantized_activations(x_codes, scale, add_eps), w_codes * gamma);
+        ctx->save_for_backward({w_codes.to(at::kChar), gamma, x_codes.to(at::kChar), scale});
+        ctx->saved_data["add_eps"] = add_eps;
+        ctx->saved_data["x_dtype"] = static_cast<std::int64_t>(x.scalar_type());
+        ctx->saved_data["w_dtype"] = static_cast<std::int64_t>(w.scalar_type());
+        return y;
+    }
+
+    static at::Tensor dequantized_activations(const at::Tensor& codes, const at::Tensor& scale, bool add_eps) {
+        return add_eps ? codes * scale / 127.0 : codes / scale;
+    }
+
+    static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list grads) {
+        const auto saved = ctx->get_saved_variables();
+        const at::Tensor& g = grads[0];
+        const auto x_dtype = static_cast<at::ScalarType>(ctx->saved_data["x_dtype"].toInt());
+        const auto w_dtype = static_cast<at::ScalarType>(ctx->saved_data["w_dtype"].toInt());
+        const at::Tensor wq = saved[0].to(g.scalar_type()) * saved[1].to(g.scalar_type());
+        const at::Tensor xq = dequantized_activations(saved[2].to(g.scalar_type()), saved[3].to(g.scalar_type()), ctx->saved_data["add_eps"].toBool());
+        // Straight through: d/dx of x + (q(x) − x).detach() is the identity, so the gradients are
+        // those of linear(xq, wq) with respect to its two inputs.
+        const at::Tensor grad_x = at::matmul(g, wq).to(x_dtype);
+        const at::Tensor g2 = g.reshape({-1, g.size(-1)});
+        const at::Tensor grad_w = at::mm(g2.t(), xq.reshape({-1, xq.size(-1)})).to(w_dtype);
+        return {grad_x, grad_w, at::Tensor(), at::Tensor()};
+    }
+};
 
 // A BitLinear (or a plain linear when quantization is off). Weights are quantized once at load:
 // `w` holds the ternary codes and `scale` γ (a scalar or one per output row); the forward pass
@@ -33,7 +85,7 @@ struct QLinear {
     at::Tensor operator()(const at::Tensor& x) const {
         at::Tensor y;
         if (ste) {
-            y = quant ? at::linear(ste_activations(x), ste_weights()) : at::linear(x, w);
+            y = quant ? SteBitLinear::apply(x, w, weight_quant == WeightQuant::PerChannel, eps == ActEps::Add) : at::linear(x, w);
         } else if (!quant) {
             y = at::linear(x, w);
         } else if (eps == ActEps::Add) {
@@ -51,28 +103,6 @@ struct QLinear {
         }
         if (bias.defined()) y = y + bias;
         return y;
-    }
-
-    // The forward sees the dequantized int8 activations; the backward treats the rounding as the
-    // identity (x + (q(x) − x).detach()), as bitnet_reference.py and the Distillix trainer do.
-    at::Tensor ste_activations(const at::Tensor& x) const {
-        at::Tensor xq;
-        if (eps == ActEps::Add) {
-            at::Tensor s = x.abs().amax({-1}, true) + 1e-8;
-            xq = at::round(at::clamp(x / s * 127.0, -128.0, 127.0)) * s / 127.0;
-        } else {
-            at::Tensor inv = 127.0 / x.abs().amax({-1}, true).clamp_min(1e-5);
-            xq = at::clamp(at::round(x * inv), -128.0, 127.0) / inv;
-        }
-        return x + (xq - x).detach();
-    }
-
-    // Absmean ternary with γ = mean|W| + 1e-8 (per tensor or per output row); gradients go
-    // straight through to the latent weight, none through γ.
-    at::Tensor ste_weights() const {
-        at::Tensor g = (weight_quant == WeightQuant::PerTensor ? w.abs().mean() : w.abs().mean({1}, true)) + 1e-8;
-        at::Tensor wq = at::clamp(at::round(w / g), -1, 1) * g;
-        return w + (wq - w).detach();
     }
 };
 
