@@ -11,6 +11,7 @@
 #include "subcommands.hpp"
 #include "table.hpp"
 #include "terminal.hpp"
+#include "verdict_colour.hpp"
 
 namespace bitfsck::cli {
 namespace {
@@ -27,17 +28,6 @@ std::string shape_text(const std::vector<std::int64_t>& s) {
     std::string o;
     for (std::size_t i = 0; i < s.size(); ++i) o += (i ? "x" : "") + std::to_string(s[i]);
     return o;
-}
-
-std::string verdict_text(analysis::Verdict v) {
-    const std::string_view n = analysis::verdict_name(v);
-    switch (v) {
-        case analysis::Verdict::Healthy: return green(n);
-        case analysis::Verdict::Degraded:
-        case analysis::Verdict::Unknown: return yellow(n);
-        case analysis::Verdict::Collapsed: return red(n);
-    }
-    return std::string(n);
 }
 
 std::string step_detail(const repair::TensorRepair& t) {
@@ -109,8 +99,8 @@ void run_repair_step(const RepairFlags& flags, const repair::StepSpec& step) {
                 std::cout << "scale from: " << t.scale_source << "\n";
                 break;
             }
-        std::cout << "verdict (fresh scan of the output): " << verdict_text(log.verdict_before) << " -> "
-                  << verdict_text(log.verdict_after) << "\n";
+        std::cout << "verdict (fresh scan of the output): " << coloured_verdict(log.verdict_before) << " -> "
+                  << coloured_verdict(log.verdict_after) << "\n";
         for (const auto& f : log.findings_after) std::cout << "  " << analysis::verdict_name(f.severity) << ": " << f.message << "\n";
         if (analysis::verdict_is_sick(log.verdict_after))
             std::cout << "the output is still " << analysis::verdict_name(log.verdict_after) << ": this step alone did not cure it"

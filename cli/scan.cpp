@@ -16,6 +16,7 @@
 #include "scan_options.hpp"
 #include "subcommands.hpp"
 #include "table.hpp"
+#include "verdict_colour.hpp"
 #include "terminal.hpp"
 
 namespace bitfsck::cli {
@@ -33,16 +34,6 @@ struct ScanCommandFlags {
     bool show_tensors = false;
     SelectionFlags selection;
 };
-
-std::string coloured_verdict(analysis::Verdict v) {
-    std::string name(analysis::verdict_name(v));
-    switch (v) {
-        case analysis::Verdict::Collapsed: return red(name);
-        case analysis::Verdict::Degraded:
-        case analysis::Verdict::Unknown: return yellow(name);
-        default: return green(name);
-    }
-}
 
 // At most `most` names, then how many more.
 std::string some_of(const std::vector<std::string>& items, std::size_t most) {

@@ -45,6 +45,7 @@ std::string closest_name(const std::string& typed, const std::vector<std::string
 void add_inspect_subcommand(CLI::App& app);
 void add_scan_subcommand(CLI::App& app);
 void add_timeline_subcommand(CLI::App& app);
+void add_watch_subcommand(CLI::App& app);
 void add_diff_subcommand(CLI::App& app);
 void add_convert_subcommand(CLI::App& app);
 void add_repair_subcommand(CLI::App& app);
@@ -71,6 +72,7 @@ inline void add_all_subcommands(CLI::App& app) {
     add_inspect_subcommand(app);
     add_scan_subcommand(app);
     add_timeline_subcommand(app);
+    add_watch_subcommand(app);
     add_diff_subcommand(app);
     add_convert_subcommand(app);
     add_repair_subcommand(app);

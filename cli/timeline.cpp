@@ -21,6 +21,7 @@
 #include "table.hpp"
 #include "timeline_metrics.hpp"
 #include "terminal.hpp"
+#include "verdict_colour.hpp"
 #include "bitfsck/io/checkpoint_files.hpp"
 
 namespace bitfsck::cli {
@@ -34,16 +35,6 @@ struct TimelineFlags {
     std::string h5;
     SelectionFlags selection;
 };
-
-std::string coloured(analysis::Verdict v) {
-    std::string name(analysis::verdict_name(v));
-    switch (v) {
-        case analysis::Verdict::Collapsed: return red(name);
-        case analysis::Verdict::Degraded:
-        case analysis::Verdict::Unknown: return yellow(name);
-        default: return green(name);
-    }
-}
 
 void print_timeline(const analysis::Timeline& t) {
     // One column per ternary-matrix role seen anywhere in the run, in the summaries' order.
@@ -59,7 +50,7 @@ void print_timeline(const analysis::Timeline& t) {
     for (auto r : roles) headers.push_back(std::string(analysis::role_name(r)) + " std/zeros");
     Table table(headers);
     for (const auto& p : t.points) {
-        std::vector<std::string> row{std::to_string(p.step) + (p.step_from_file_name ? "*" : ""), coloured(p.verdict),
+        std::vector<std::string> row{std::to_string(p.step) + (p.step_from_file_name ? "*" : ""), coloured_verdict(p.verdict),
                                      fs::path(p.file).filename().string()};
         for (auto role : roles) {
             auto it = std::find_if(p.roles.begin(), p.roles.end(), [&](const analysis::RoleSummary& s) { return s.role == role; });
@@ -68,9 +59,7 @@ void print_timeline(const analysis::Timeline& t) {
                 continue;
             }
             std::string cell = fmt("%.2e", it->mean_std) + " " + fmt("%.0f%%", 100 * it->mean_zero);
-            row.push_back(it->worst == analysis::Verdict::Healthy ? cell
-                          : it->worst == analysis::Verdict::Degraded ? yellow(cell)
-                                                                      : red(cell));
+            row.push_back(it->worst == analysis::Verdict::Healthy ? cell : in_verdict_colour(it->worst, cell));
         }
         table.add(std::move(row));
     }
@@ -90,7 +79,7 @@ void print_timeline(const analysis::Timeline& t) {
         if (t.collapsed_step && *t.collapsed_step != *t.onset_step) std::cout << ", collapsed from step " << *t.collapsed_step;
         std::cout << "\n";
         const std::size_t shown = std::min<std::size_t>(t.reasons.size(), 8);
-        for (std::size_t i = 0; i < shown; ++i) std::cout << "  " << coloured(t.reasons[i].severity) << ": " << t.reasons[i].message << "\n";
+        for (std::size_t i = 0; i < shown; ++i) std::cout << "  " << coloured_verdict(t.reasons[i].severity) << ": " << t.reasons[i].message << "\n";
         if (t.reasons.size() > shown) std::cout << "  ... and " << t.reasons.size() - shown << " more\n";
         if (t.role_onsets.size() > 1) {
             std::cout << "first failure per layer-role:";
@@ -111,7 +100,7 @@ void print_timeline(const analysis::Timeline& t) {
     if (t.collapsed_step && t.last_before_collapse_step && t.last_before_collapse_step != t.last_healthy_step) {
         auto it = std::find_if(t.points.begin(), t.points.end(), [&](const auto& p) { return p.step == *t.last_before_collapse_step; });
         std::cout << "last checkpoint before collapse: " << t.last_before_collapse_file << " (step " << *t.last_before_collapse_step
-                  << ", " << coloured(it->verdict) << ")\n";
+                  << ", " << coloured_verdict(it->verdict) << ")\n";
     }
 }
 

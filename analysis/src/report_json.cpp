@@ -1,8 +1,10 @@
 #include "bitfsck/analysis/report_json.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include "bitfsck/analysis/diff.hpp"
+#include "bitfsck/analysis/run_watch.hpp"
 #include "bitfsck/analysis/timeline.hpp"
 
 namespace bitfsck::analysis {
@@ -169,6 +171,55 @@ ordered_json to_json(const ScanReport& r, bool include_histograms, std::string_v
     return j;
 }
 
+ordered_json to_json(const TimelinePoint& p) {
+    ordered_json pj{{"step", p.step},
+                    {"file", p.file},
+                    {"step_from_file_name", p.step_from_file_name},
+                    {"content_hash", p.content_hash},
+                    {"scan_verdict", std::string(verdict_name(p.scan_verdict))},
+                    {"verdict", std::string(verdict_name(p.verdict))},
+                    {"security_findings", p.security_findings}};
+    ordered_json roles = ordered_json::array();
+    for (const auto& r : p.roles) roles.push_back(role_summary_json(r));
+    pj["roles"] = std::move(roles);
+    ordered_json layers = ordered_json::array();
+    for (const auto& l : p.layers) layers.push_back(to_json(l));
+    pj["layers"] = std::move(layers);
+    pj["findings"] = findings_json(p.findings);
+    return pj;
+}
+
+ordered_json to_json(const WatchEvent& e) {
+    static constexpr const char* kKinds[] = {"checkpoint", "unreadable", "removed", "onset"};
+    ordered_json j{{"event", kKinds[static_cast<int>(e.kind)]}, {"input", e.input.string()}};
+    switch (e.kind) {
+        case WatchEvent::Kind::Checkpoint:
+            j["point"] = e.point ? to_json(*e.point) : ordered_json(nullptr);
+            break;
+        case WatchEvent::Kind::Unreadable:
+            j["error"] = e.error;
+            break;
+        case WatchEvent::Kind::Removed:
+            break;
+        case WatchEvent::Kind::Onset: {
+            const Timeline& t = *e.timeline;
+            j["step"] = optional_int(t.onset_step);
+            j["file"] = t.onset_file;
+            auto at = std::find_if(t.points.begin(), t.points.end(), [&](const TimelinePoint& p) { return p.step == t.onset_step; });
+            j["verdict"] = at == t.points.end() ? ordered_json(nullptr) : ordered_json(std::string(verdict_name(at->verdict)));
+            ordered_json labels = ordered_json::array();
+            for (const auto& o : t.role_onsets)
+                if (o.step == *t.onset_step) labels.push_back(layer_role_label(o.layer, o.role));
+            j["layer_roles"] = std::move(labels);
+            j["reasons"] = findings_json(t.reasons);
+            j["last_healthy_step"] = optional_int(t.last_healthy_step);
+            j["last_healthy_file"] = t.last_healthy_step ? ordered_json(t.last_healthy_file) : ordered_json(nullptr);
+            break;
+        }
+    }
+    return j;
+}
+
 ordered_json to_json(const Timeline& t, std::string_view tool_version) {
     ordered_json j = json_document(kJsonSchemaVersion, tool_version);
     j["quantizer"] = std::string(quantizer_name(t.quantizer));
@@ -198,23 +249,7 @@ ordered_json to_json(const Timeline& t, std::string_view tool_version) {
     j["role_onsets"] = std::move(onsets);
 
     ordered_json points = ordered_json::array();
-    for (const auto& p : t.points) {
-        ordered_json pj{{"step", p.step},
-                        {"file", p.file},
-                        {"step_from_file_name", p.step_from_file_name},
-                        {"content_hash", p.content_hash},
-                        {"scan_verdict", std::string(verdict_name(p.scan_verdict))},
-                        {"verdict", std::string(verdict_name(p.verdict))},
-                        {"security_findings", p.security_findings}};
-        ordered_json roles = ordered_json::array();
-        for (const auto& r : p.roles) roles.push_back(role_summary_json(r));
-        pj["roles"] = std::move(roles);
-        ordered_json layers = ordered_json::array();
-        for (const auto& l : p.layers) layers.push_back(to_json(l));
-        pj["layers"] = std::move(layers);
-        pj["findings"] = findings_json(p.findings);
-        points.push_back(std::move(pj));
-    }
+    for (const auto& p : t.points) points.push_back(to_json(p));
     j["points"] = std::move(points);
     return j;
 }

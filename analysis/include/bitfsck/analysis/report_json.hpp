@@ -13,6 +13,8 @@
 namespace bitfsck::analysis {
 
 struct Timeline;
+struct TimelinePoint;
+struct WatchEvent;
 struct CheckpointDiff;
 
 // Bumped whenever a key is renamed or removed or its meaning changes; adding keys does not bump it.
@@ -33,6 +35,9 @@ nlohmann::ordered_json to_json(const CheckpointDiff& diff, std::string_view tool
 nlohmann::ordered_json to_json(const TensorStats& t, bool include_histograms = true);
 nlohmann::ordered_json to_json(const LayerRoleStats& l);
 nlohmann::ordered_json to_json(const Finding& f);
+nlohmann::ordered_json to_json(const TimelinePoint& p);
+// One line of `bitfsck watch --json`: {"event": "checkpoint"|"unreadable"|"removed"|"onset", "input", ...}.
+nlohmann::ordered_json to_json(const WatchEvent& e);
 nlohmann::ordered_json to_json(const SecuritySummary& s);
 nlohmann::ordered_json to_json(const Histogram& h);
 

@@ -1,0 +1,19 @@
+#include "verdict_colour.hpp"
+
+#include "terminal.hpp"
+
+namespace bitfsck::cli {
+
+std::string in_verdict_colour(analysis::Verdict v, std::string_view text) {
+    switch (v) {
+        case analysis::Verdict::Collapsed: return red(text);
+        case analysis::Verdict::Degraded:
+        case analysis::Verdict::Unknown: return yellow(text);
+        case analysis::Verdict::Healthy: break;
+    }
+    return green(text);
+}
+
+std::string coloured_verdict(analysis::Verdict v) { return in_verdict_colour(v, analysis::verdict_name(v)); }
+
+}  // namespace bitfsck::cli
