@@ -1,0 +1,109 @@
+// kill -9 of finetune and resurrect at random moments and in the middle of a save: the outputs'
+// final names hold nothing or complete files, the inputs are untouched, and `finetune --resume`
+// (or the same resurrect command again) reaches the uninterrupted run's weights bit for bit.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <random>
+
+#include "checkpoint_values.hpp"
+#include "kill_support.hpp"
+#include "support.hpp"
+
+using namespace bitfsck;
+namespace fs = std::filesystem;
+
+namespace {
+
+const fs::path kRun = test::samples_dir() / "run";
+
+std::vector<std::string> finetune_argv(const fs::path& out) {
+    return {test::cli_path().string(), "finetune", (kRun / "step_000050.pt").string(), "-o", out.string(), "--tokens",
+            (kRun / "train.bin").string(), "--val-tokens", (kRun / "val.bin").string(), "--val-windows", "8", "--seq-len", "32",
+            "--threads", "1", "--batch", "4", "--steps", "12", "--save-every", "3", "--eval-every", "3"};
+}
+
+std::vector<std::int64_t> metric_steps(const fs::path& metrics) {
+    std::ifstream in(metrics);
+    std::vector<std::int64_t> steps;
+    for (std::string l; std::getline(in, l);) steps.push_back(nlohmann::json::parse(l)["step"].get<std::int64_t>());
+    return steps;
+}
+
+}  // namespace
+
+TEST_CASE("kill -9 of finetune, at random and mid-save: --resume reaches the uninterrupted weights bit for bit", "[finetune][cli][kill]") {
+    const std::string input_bytes = test::read_text(kRun / "step_000050.pt");
+    test::TempDir ref;
+    const auto straight = test::spawn_and_kill(finetune_argv(ref / "ft.pt"), [] { return false; });
+    REQUIRE(straight.exit_code == 0);
+    const std::string expected = test::read_text(ref / "ft.pt");
+    const auto expected_steps = metric_steps(ref / "ft.pt.metrics.jsonl");
+    const auto took = std::chrono::duration_cast<std::chrono::microseconds>(straight.ran);
+
+    std::mt19937 seeds(7);
+    int killed = 0;
+    for (int attempt = 0; attempt < 5; ++attempt) {
+        test::TempDir dir;
+        const fs::path out = dir / "ft.pt";
+        const bool mid_save = attempt >= 3;
+        // Start-up (LibTorch, reading) takes part of the time: the moments are spread over the whole run.
+        const auto delay = std::chrono::microseconds(std::uniform_int_distribution<long long>(took.count() / 4, took.count())(seeds));
+        auto moment = mid_save ? test::while_saving(dir.path()) : test::after(delay);
+        if (attempt == 4) {
+            // The second save, not the first: a resume then has a state to continue from.
+            moment = [dir = dir.path(), saving = test::while_saving(dir.path())] {
+                return fs::exists(dir / "ft.pt.state.json") && saving();
+            };
+        }
+        const auto k = test::spawn_and_kill(finetune_argv(out), moment);
+        INFO("attempt " << attempt << (mid_save ? " (mid-save)" : " after " + std::to_string(delay.count()) + " us"));
+        killed += k.killed;
+        CHECK(test::read_text(kRun / "step_000050.pt") == input_bytes);
+        if (fs::exists(out)) CHECK(test::checkpoint_values(out).size() == 24);  // complete, readable
+        std::vector<std::string> argv = finetune_argv(out);
+        if (fs::exists(fs::path(out.string() + ".state.json")))
+            argv = {test::cli_path().string(), "finetune", "--resume", "-o", out.string()};
+        const auto again = test::spawn_and_kill(argv, [] { return false; });
+        REQUIRE(again.exit_code == 0);
+        CHECK(test::read_text(out) == expected);
+        CHECK(metric_steps(fs::path(out.string() + ".metrics.jsonl")) == expected_steps);
+    }
+    CHECK(killed >= 3);
+}
+
+TEST_CASE("kill -9 of resurrect, at random and mid-save: the same command again reaches the uninterrupted result", "[resurrect][cli][kill]") {
+    test::TempDir tmp;
+    const fs::path recipe = tmp / "recipe.json";
+    const auto plan = test::run_command(test::quote(test::cli_path()) + " plan " + test::quote(kRun) + " --steps 8 -o " + test::quote(recipe));
+    REQUIRE(plan.exit_code == 0);
+    auto j = test::read_json(recipe);
+    j["eval_windows"] = 32;
+    j["baselines"] = false;
+    test::write_bytes(recipe, j.dump(2));
+    auto argv = [&](const fs::path& out) {
+        return std::vector<std::string>{test::cli_path().string(), "resurrect", kRun.string(), "--tokens", (kRun / "train.bin").string(),
+                                        "--val-tokens", (kRun / "val.bin").string(), "--recipe", recipe.string(), "-o", out.string()};
+    };
+    const auto straight = test::spawn_and_kill(argv(tmp / "ref"), [] { return false; });
+    REQUIRE(straight.exit_code == 0);
+    const std::string expected = test::read_text(tmp / "ref" / "resurrected.pt");
+    const auto took = std::chrono::duration_cast<std::chrono::microseconds>(straight.ran);
+
+    std::mt19937 seeds(11);
+    int killed = 0;
+    for (int attempt = 0; attempt < 3; ++attempt) {
+        const fs::path out = tmp / ("out" + std::to_string(attempt));
+        fs::create_directories(out);
+        const bool mid_save = attempt == 2;
+        const auto delay = std::chrono::microseconds(std::uniform_int_distribution<long long>(took.count() / 5, took.count())(seeds));
+        const auto k = test::spawn_and_kill(argv(out), mid_save ? test::while_saving(out) : test::after(delay));
+        INFO("attempt " << attempt << (mid_save ? " (mid-save)" : " after " + std::to_string(delay.count()) + " us"));
+        killed += k.killed;
+        if (fs::exists(out / "resurrection.json")) CHECK_NOTHROW(test::read_json(out / "resurrection.json"));
+        const auto again = test::spawn_and_kill(argv(out), [] { return false; });
+        REQUIRE(again.exit_code == 0);
+        CHECK(test::read_text(out / "resurrected.pt") == expected);
+    }
+    CHECK(killed >= 2);
+}
