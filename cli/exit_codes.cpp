@@ -23,6 +23,7 @@ int rank(int code) {
         case kCollapsed: return 4;
         case kDegraded: return 3;
         case kUnknown: return 2;
+        case kNotBetterThanBaseline: return 1;
         default: return code == kOk ? 0 : 1;
     }
 }

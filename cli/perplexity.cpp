@@ -17,7 +17,7 @@ namespace {
 struct PerplexityFlags {
     std::string input, tokens, token_dtype = "u16";
     std::int64_t seq_len = 0, batch = 8, max_windows = 0;
-    bool json = false;
+    bool json = false, per_window = false;
 };
 
 void run(const PerplexityFlags& f, const ModelFlags& mf) {
@@ -27,6 +27,7 @@ void run(const PerplexityFlags& f, const ModelFlags& mf) {
     o.token_dtype = model::parse_token_dtype(f.token_dtype);
     o.batch = f.batch;
     o.max_windows = f.max_windows;
+    o.per_window = f.per_window;
     try {
         io::OpenOptions open;
         open.pickle.trusted_globals.insert(mf.trusted.begin(), mf.trusted.end());
@@ -71,6 +72,7 @@ void add_perplexity_subcommand(CLI::App& app) {
     sub->add_option("--batch", f->batch, "Windows per forward pass")->capture_default_str();
     sub->add_option("--max-windows", f->max_windows, "Stop after this many windows (0: the whole file)");
     sub->add_flag("--json", f->json, "Print the result as JSON on stdout");
+    sub->add_flag("--per-window", f->per_window, "With --json: also each window's mean loss (window_losses), for paired comparisons");
     add_model_flags(*sub, mf);
     sub->footer(
         "Example:\n  bitfsck perplexity run/step_000350.pt --tokens run/val.bin --seq-len 64\n"

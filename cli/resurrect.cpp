@@ -35,9 +35,13 @@ void print_log(const repair::ResurrectionLog& log) {
                       std::string(analysis::verdict_name(b.measurement.verdict)).c_str());
         std::cout << line << "\n";
     }
-    std::cout << bold("claims") << " (held-out validation loss)\n";
+    std::cout << bold("claims") << " (held-out validation loss, the result vs each baseline)\n";
     for (const auto& c : log.claims) std::cout << "  " << c << "\n";
     std::cout << "resurrected: " << log.output << "\n";
+    if (!log.beats_best_baseline && log.best_baseline)
+        std::cout << red("the result does not beat the best baseline, " + log.best_baseline->baseline + " (" + fmt("%.4f", log.best_baseline->baseline_loss) +
+                         " vs " + fmt("%.4f", log.best_baseline->result_loss) + "): use " + log.best_baseline->checkpoint + " instead")
+                  << "\n";
 }
 
 void run(const ResurrectFlags& f, const char* argv0) {
@@ -91,6 +95,7 @@ void run(const ResurrectFlags& f, const char* argv0) {
         if (s.accepted) final_m = &s.after;
     if (final_m->verdict == analysis::Verdict::Collapsed) set_exit_code(kCollapsed);
     else if (final_m->verdict == analysis::Verdict::Degraded) set_exit_code(kDegraded);
+    else if (!log.beats_best_baseline) set_exit_code(kNotBetterThanBaseline);
 }
 
 }  // namespace
@@ -112,8 +117,11 @@ void add_resurrect_subcommand(CLI::App& app) {
                 "  bitfsck resurrect --replay cured/resurrection.json -o again/\n"
                 "Writes OUT_DIR/resurrected.pt, stage_<i>_<kind>/, baseline_*/, resurrection.json and report.html.\n"
                 "Ctrl-C stops after saving; the same command again continues: completed stages are kept and an interrupted\n"
-                "fine-tune resumes from its last save (a finished folder says \"already complete\" and exits 0).\n"
-                "Exit codes: 0 healthy result, 1 bad options or a failed stage, 2 unreadable input, 4/5 the result is degraded/collapsed.");
+                "fine-tune resumes from its last save (a finished folder says \"already complete\" and exits as it did).\n"
+                "Claims compare the result with each baseline (fine-tunes of the same budget, the run's checkpoints) by a paired\n"
+                "95% t-interval over the validation windows; a difference whose interval contains 0 is no difference.\n"
+                "Exit codes: 0 healthy result that beats every baseline, 1 bad options or a failed stage, 2 unreadable input,\n"
+                "4/5 the result is degraded/collapsed, 7 healthy but not better than the best baseline (named; use it instead).");
     sub->callback([f] { run_reporting_errors([&] { run(*f, "bitfsck"); }); });
 }
 

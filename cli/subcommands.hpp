@@ -21,6 +21,7 @@ enum ExitCode : int {
     kDegraded = 4,     // scan/timeline: the worst verdict is degraded
     kCollapsed = 5,    // scan/timeline: the worst verdict is collapsed
     kUnknown = 6,      // scan/timeline: nothing could be judged (unknown tensor names or undecodable encodings)
+    kNotBetterThanBaseline = 7,  // resurrect: a healthy result that does not beat the best baseline significantly
     kInternal = 70,    // a bug: an unexpected exception (EX_SOFTWARE)
     kInterrupted = 130,  // stopped by Ctrl-C (what was reached is saved where a command saves)
 };

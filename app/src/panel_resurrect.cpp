@@ -103,7 +103,10 @@ void draw_results(const repair::ResurrectionLog& log) {
     const repair::Measurement* final_m = &log.start;
     for (const auto& s : log.stages)
         if (s.accepted) final_m = &s.after;
-    heading("Claims (held-out validation loss)");
+    heading("Claims (held-out validation loss, paired 95% intervals)");
+    if (!log.beats_best_baseline && log.best_baseline)
+        ImGui::TextColored(ImVec4(1.0f, 0.45f, 0.4f, 1), "The result does not beat the best baseline, %s: use %s instead.",
+                           log.best_baseline->baseline.c_str(), log.best_baseline->checkpoint.c_str());
     for (const auto& c : log.claims)
         ImGui::TextColored(c.rfind("beats", 0) == 0 ? ImVec4(0.45f, 0.85f, 0.45f, 1) : ImVec4(1.0f, 0.45f, 0.4f, 1), "%s", c.c_str());
     if (ImGui::BeginTable("stages", 5, ImGuiTableFlags_Borders | ImGuiTableFlags_RowBg | ImGuiTableFlags_SizingStretchProp)) {

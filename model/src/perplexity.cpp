@@ -42,6 +42,8 @@ PerplexityResult run_perplexity(const Model& model, const std::string& file, con
             batch.insert(batch.end(), ids.begin() + offsets[w], ids.begin() + offsets[w] + o.seq_len + 1);
         LossSum s = model.next_token_loss(batch, static_cast<std::int64_t>(last - first), o.seq_len + 1);
         nll += s.nll_sum, count += s.count;
+        if (o.per_window)
+            for (double row : s.row_nll) r.window_losses.push_back(row / double(o.seq_len));
         tracker.set(last);
     }
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -73,6 +75,11 @@ nlohmann::ordered_json to_json(const PerplexityResult& r) {
     j["perplexity"] = num(r.perplexity);
     j["bits_per_token"] = num(r.bits_per_token);
     j["finite"] = std::isfinite(r.loss);
+    if (!r.window_losses.empty()) {
+        nlohmann::ordered_json w = nlohmann::ordered_json::array();
+        for (double v : r.window_losses) w.push_back(num(v));
+        j["window_losses"] = std::move(w);
+    }
     j["timing"] = {{"seconds", r.seconds}, {"tokens_per_second", r.tokens_per_second}};
     return j;
 }

@@ -537,8 +537,11 @@ LossSum Model::next_token_loss(std::span<const std::int64_t> ids, std::int64_t b
     at::Tensor logp = at::log_softmax(logits.to(at::kFloat), -1);
     at::Tensor picked = logp.gather(-1, all.slice(1, 1, seq_plus_one).unsqueeze(-1));
     LossSum r;
+    const at::Tensor nll = picked.to(at::kDouble).neg();
     r.nll_sum = -picked.to(at::kDouble).sum().item<double>();
     r.count = batch * T;
+    const at::Tensor rows = nll.sum({1, 2}).contiguous().cpu();
+    r.row_nll.assign(rows.data_ptr<double>(), rows.data_ptr<double>() + batch);
     return r;
 }
 

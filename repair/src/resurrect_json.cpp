@@ -21,6 +21,7 @@ ojson to_json(const Measurement& m) {
     j["content_hash"] = m.content_hash;
     j["val_loss"] = m.val_loss;
     j["perplexity"] = m.perplexity;
+    if (!m.window_losses.empty()) j["window_losses"] = m.window_losses;
     j["verdict"] = analysis::verdict_name(m.verdict);
     ojson roles = ojson::array();
     for (const auto& r : m.roles) roles.push_back({{"label", r.label}, {"std", r.std}, {"zero", r.zero}, {"verdict", analysis::verdict_name(r.verdict)}});
@@ -44,6 +45,7 @@ Measurement measurement_from(const nlohmann::json& j) {
     m.content_hash = j.at("content_hash").get<std::string>();
     m.val_loss = j.at("val_loss").get<double>();
     m.perplexity = j.at("perplexity").get<double>();
+    if (j.contains("window_losses")) m.window_losses = j["window_losses"].get<std::vector<double>>();
     m.verdict = verdict_from(j.at("verdict").get<std::string>());
     for (const auto& r : j.at("roles"))
         m.roles.push_back({r.at("label").get<std::string>(), r.at("std").get<double>(), r.at("zero").get<double>(),
@@ -61,7 +63,59 @@ Measurement measurement_from(const nlohmann::json& j) {
     return m;
 }
 
+ojson to_json(const BaselineComparison& c) {
+    ojson j{{"baseline", c.baseline},
+            {"checkpoint", c.checkpoint},
+            {"result_loss", c.result_loss},
+            {"baseline_loss", c.baseline_loss},
+            {"outcome", outcome_name(c.outcome)}};
+    if (c.interval)
+        j["interval"] = {{"method", "paired Student t over the validation windows"},
+                         {"confidence", c.interval->confidence},
+                         {"windows", c.interval->n},
+                         {"mean_difference", c.interval->mean},
+                         {"sd", c.interval->sd},
+                         {"low", c.interval->low},
+                         {"high", c.interval->high}};
+    else
+        j["interval"] = nullptr;
+    return j;
+}
+
+BaselineComparison comparison_from(const nlohmann::json& j) {
+    BaselineComparison c;
+    c.baseline = j.at("baseline").get<std::string>();
+    c.checkpoint = j.at("checkpoint").get<std::string>();
+    c.result_loss = j.at("result_loss").get<double>();
+    c.baseline_loss = j.at("baseline_loss").get<double>();
+    const std::string o = j.at("outcome").get<std::string>();
+    c.outcome = o == "beats" ? BaselineComparison::Outcome::Beats
+                : o == "worse" ? BaselineComparison::Outcome::Worse
+                               : BaselineComparison::Outcome::NoSignificantDifference;
+    if (j.contains("interval") && j["interval"].is_object()) {
+        const auto& i = j["interval"];
+        analysis::PairedInterval p;
+        p.confidence = i.at("confidence").get<double>();
+        p.n = i.at("windows").get<std::int64_t>();
+        p.mean = i.at("mean_difference").get<double>();
+        p.sd = i.at("sd").get<double>();
+        p.low = i.at("low").get<double>();
+        p.high = i.at("high").get<double>();
+        c.interval = p;
+    }
+    return c;
+}
+
 }  // namespace
+
+std::string_view outcome_name(BaselineComparison::Outcome o) {
+    switch (o) {
+        case BaselineComparison::Outcome::Beats: return "beats";
+        case BaselineComparison::Outcome::Worse: return "worse";
+        case BaselineComparison::Outcome::NoSignificantDifference: break;
+    }
+    return "no significant difference";
+}
 
 ojson to_json(const ResurrectionLog& log) {
     ojson j = json_document(log.schema_version);
@@ -98,6 +152,11 @@ ojson to_json(const ResurrectionLog& log) {
     j["output"] = log.output;
     j["output_hash"] = log.output_hash;
     j["claims"] = log.claims;
+    ojson comparisons = ojson::array();
+    for (const auto& c : log.comparisons) comparisons.push_back(to_json(c));
+    j["comparisons"] = comparisons;
+    j["best_baseline"] = log.best_baseline ? to_json(*log.best_baseline) : ojson(nullptr);
+    j["beats_best_baseline"] = log.beats_best_baseline;
     j["seconds"] = log.seconds;
     return j;
 }
@@ -138,6 +197,10 @@ ResurrectionLog resurrection_log_from_json(const nlohmann::json& j, const std::s
         log.output = j.at("output").get<std::string>();
         log.output_hash = j.at("output_hash").get<std::string>();
         log.claims = j.at("claims").get<std::vector<std::string>>();
+        if (j.contains("comparisons"))
+            for (const auto& c : j["comparisons"]) log.comparisons.push_back(comparison_from(c));
+        if (j.contains("best_baseline") && j["best_baseline"].is_object()) log.best_baseline = comparison_from(j["best_baseline"]);
+        log.beats_best_baseline = j.value("beats_best_baseline", true);
         log.seconds = j.at("seconds").get<double>();
         return log;
     } catch (const nlohmann::json::exception& e) {

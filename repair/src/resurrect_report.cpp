@@ -99,9 +99,17 @@ std::string resurrection_report_html(const ResurrectionLog& log) {
          "td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px;vertical-align:top}pre{background:#f6f6f6;padding:8px;white-space:pre-wrap}"
          ".ok{color:#2e7d32}.no{color:#c62828}figure{display:inline-block;margin:0 2em 1em 0}</style></head><body>";
     h << "<h1>Resurrection of " << esc(log.recipe.latest) << "</h1>";
+    // The one thing a reader must not miss: whether the result is worth using at all.
+    if (!log.beats_best_baseline && log.best_baseline)
+        h << "<p class='no' style='font-size:1.2em;border:2px solid #c62828;padding:8px'><b>The result does not beat the best baseline</b>, "
+          << esc(log.best_baseline->baseline) << " (" << fmt("%.4f", log.best_baseline->baseline_loss) << " vs " << fmt("%.4f", log.best_baseline->result_loss)
+          << "): use <code>" << esc(log.best_baseline->checkpoint) << "</code> instead.</p>";
+    else if (log.best_baseline)
+        h << "<p class='ok' style='font-size:1.2em'><b>The result beats every baseline</b>, the best of them (" << esc(log.best_baseline->baseline)
+          << ") by a paired interval that excludes 0.</p>";
     h << "<p>Final checkpoint: <code>" << esc(log.output) << "</code> (" << esc(log.output_hash) << "), " << fmt("%.1f", log.seconds) << " s.</p>";
     h << "<h2>Verdict</h2><ul>";
-    for (const auto& c : log.claims) h << "<li class='" << (c.rfind("beats", 0) == 0 ? "ok" : "no") << "'>" << esc(c) << "</li>";
+    for (const auto& c : log.claims) h << "<li class='" << (c.rfind("beats", 0) == 0 ? "ok" : c.rfind("no significant", 0) == 0 ? "" : "no") << "'>" << esc(c) << "</li>";
     h << "<li>scan: " << analysis::verdict_name(log.start.verdict) << " → " << analysis::verdict_name(final_m->verdict) << "; collapsed layer-roles "
       << log.start.collapsed.size() << " → " << final_m->collapsed.size() << "</li></ul>";
     h << "<h2>Diagnosis</h2><ul>";

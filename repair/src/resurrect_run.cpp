@@ -88,12 +88,14 @@ struct Runner {
             if (l.verdict == analysis::Verdict::Collapsed) m.collapsed.push_back(label);
         }
         std::vector<std::string> args = {"perplexity", ckpt.string(), "--tokens", opt.val_tokens.string(), "--token-dtype", opt.token_dtype,
-                                         "--seq-len", std::to_string(recipe.seq_len), "--batch", "32", "--json"};
+                                         "--seq-len", std::to_string(recipe.seq_len), "--batch", "32", "--json", "--per-window"};
         if (recipe.eval_windows > 0) args.insert(args.end(), {"--max-windows", std::to_string(recipe.eval_windows)});
         for (auto& f : model_flags()) args.push_back(f);
         const auto ppl = nlohmann::json::parse(tool(args, dir, "perplexity").out);
         m.val_loss = ppl.at("loss").get<double>();
         m.perplexity = ppl.at("perplexity").get<double>();
+        if (ppl.contains("window_losses"))
+            for (const auto& w : ppl["window_losses"]) m.window_losses.push_back(w.is_number() ? w.get<double>() : std::nan(""));
         if (!probes) return m;
         m.probes = true;
         std::vector<std::string> ind = {"induction", ckpt.string(), "--json"};
@@ -242,7 +244,7 @@ ResurrectionLog run_resurrection(const ResurrectOptions& opt) {
     }
 
     Runner run{opt, recipe, first_tokens_prompt(opt.val_tokens, opt.token_dtype)};
-    run.total = recipe.stages.size() + (recipe.baselines ? 2 : 0) + 1;
+    run.total = recipe.stages.size() + (recipe.baselines ? 4 : 0) + 1;  // the start, the stages, three fine-tunes and the checkpoints
     auto save_log = [&] {
         log.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         io::write_file_atomically(log_path, to_json(log).dump(2) + "\n");
@@ -363,32 +365,64 @@ ResurrectionLog run_resurrection(const ResurrectOptions& opt) {
     log.output_hash = file_hash(final_out);
 
     if (recipe.baselines) {
-        // The same fine-tuning budget, from the same start, with the run's own optimizer settings.
-        fs::path ft_start = recipe.latest;
+        // The alternatives a reviewer asks for, each with the recipe's fine-tuning budget (its
+        // fine-tune stages' steps, the same batch, windows and data): keep training the latest
+        // checkpoint as the run did; the same without the decay that collapsed it; and the recipe's
+        // own fine-tune from the last healthy checkpoint, without the graft.
+        std::int64_t steps = 0;
         nlohmann::json ft_params;
-        for (const auto& s : log.stages)
-            if (s.stage.kind == StageKind::Finetune) {
-                ft_start = s.input;
-                ft_params = s.stage.params;
-                break;
+        for (const auto& s : recipe.stages)
+            if (s.kind == StageKind::Finetune) {
+                steps += s.params.value("steps", std::int64_t{100});
+                if (ft_params.is_null()) ft_params = s.params;
             }
-        if (!ft_params.is_null()) {
-            nlohmann::json params = recipe.baseline_finetune;
-            params["steps"] = ft_params.value("steps", std::int64_t{100});
-            if (ft_params.contains("lr")) params["lr"] = ft_params["lr"];
-            if (ft_params.contains("warmup")) params["warmup"] = ft_params["warmup"];
-            run.say("baseline: fine-tuning with the run's own settings");
-            const fs::path out = run.finetune(ft_start, params, opt.out_dir / "baseline_original", "baseline");
+        auto fine_tune_baseline = [&](const std::string& name, const std::string& description, const fs::path& start,
+                                      nlohmann::json params, const std::string& folder) {
+            run.say("baseline: " + name);
+            params["steps"] = steps;
+            const fs::path dir = opt.out_dir / folder;
+            const fs::path out = run.finetune(start, params, dir, "baseline " + name);
             BaselineRecord b;
-            b.name = "original optimizer settings";
+            b.name = name;
+            b.description = description;
+            b.measurement = run.measure(out, dir, true);
+            log.baselines.push_back(b);
+            run.done += 1;
+        };
+        if (steps > 0) {
+            nlohmann::json own = recipe.baseline_finetune;
+            if (ft_params.contains("lr")) own["lr"] = ft_params["lr"];
+            if (ft_params.contains("warmup")) own["warmup"] = ft_params["warmup"];
+            own.erase("notes");
             std::string notes;
             if (recipe.baseline_finetune.contains("notes"))
                 for (const auto& n : recipe.baseline_finetune["notes"]) notes += (notes.empty() ? "" : "; ") + n.get<std::string>();
-            b.description = "fine-tuning from " + ft_start.lexically_relative(opt.out_dir).string() + " for the same steps and data with the run's own settings (" + notes + ")";
-            b.measurement = run.measure(out, opt.out_dir / "baseline_original", true);
-            log.baselines.push_back(b);
+            const std::string budget = std::to_string(steps) + " steps of " + std::to_string(recipe.batch) + " × " + std::to_string(recipe.seq_len) + " tokens";
+            fine_tune_baseline("original optimizer settings",
+                               "fine-tuning " + fs::path(recipe.latest).filename().string() + " for " + budget + " with the run's own settings (" + notes + ")",
+                               recipe.latest, own, "baseline_original");
+            nlohmann::json no_decay = own;
+            no_decay["reg"] = nlohmann::json::array();
+            bool had_decay = false;
+            for (const auto& r : own.value("reg", nlohmann::json::array()))
+                if (r.get<std::string>().rfind("decay", 0) == 0) had_decay = true;
+                else no_decay["reg"].push_back(r);
+            if (had_decay)
+                fine_tune_baseline("without the run's decay",
+                                   "the same fine-tuning of " + fs::path(recipe.latest).filename().string() + " without the decay regularizers that collapsed the run",
+                                   recipe.latest, no_decay, "baseline_no_decay");
+            else
+                run.done += 1;
+            if (recipe.last_healthy && *recipe.last_healthy != recipe.latest)
+                fine_tune_baseline("last healthy + the recipe's fine-tune",
+                                   "the recipe's own fine-tune (" + budget + ") from the last healthy checkpoint " +
+                                       fs::path(*recipe.last_healthy).filename().string() + ", without its other stages",
+                                   *recipe.last_healthy, ft_params, "baseline_last_healthy");
+            else
+                run.done += 1;
+        } else {
+            run.done += 3;
         }
-        run.done += 1;
         run.say("baseline: the run's own checkpoints");
         for (const auto& in : recipe.inputs) {
             BaselineRecord b;
@@ -401,12 +435,41 @@ ResurrectionLog run_resurrection(const ResurrectOptions& opt) {
         }
         run.done += 1;
     }
+    // Claims per baseline, on the same validation windows, with a paired interval.
     const Measurement& final_m = current;
     for (const auto& b : log.baselines) {
-        const double d = b.measurement.val_loss - final_m.val_loss;
-        log.claims.push_back((d > 0 ? "beats " : "does not beat ") + b.name + ": validation loss " + fmt("%.4f", final_m.val_loss) + " vs " +
-                             fmt("%.4f", b.measurement.val_loss) + " (" + (d > 0 ? "−" : "+") + fmt("%.4f", std::abs(d)) + " nats)");
+        BaselineComparison c;
+        c.baseline = b.name;
+        c.checkpoint = b.measurement.checkpoint;
+        c.result_loss = final_m.val_loss;
+        c.baseline_loss = b.measurement.val_loss;
+        const auto& bw = b.measurement.window_losses;
+        const auto& rw = final_m.window_losses;
+        if (bw.size() == rw.size() && bw.size() >= 2) c.interval = analysis::paired_t_interval(bw, rw);
+        using O = BaselineComparison::Outcome;
+        if (c.interval) c.outcome = c.interval->low > 0 ? O::Beats : c.interval->high < 0 ? O::Worse : O::NoSignificantDifference;
+        else c.outcome = c.baseline_loss > c.result_loss ? O::Beats : O::Worse;
+        const double d = c.baseline_loss - c.result_loss;
+        const std::string losses = fmt("%.4f", c.result_loss) + " vs " + fmt("%.4f", c.baseline_loss);
+        const std::string interval =
+            c.interval ? fmt("%.0f", 100 * c.interval->confidence) + "% interval " + fmt("%.4f", c.interval->low) + " to " + fmt("%.4f", c.interval->high) +
+                             ", paired over " + std::to_string(c.interval->n) + " windows"
+                       : "no per-window losses: no interval";
+        switch (c.outcome) {
+            case O::Beats:
+                log.claims.push_back("beats " + b.name + ": " + losses + ", " + fmt("%.4f", d) + " nats better (" + interval + ")");
+                break;
+            case O::Worse:
+                log.claims.push_back("does not beat " + b.name + ": " + losses + ", " + fmt("%.4f", -d) + " nats worse (" + interval + ")");
+                break;
+            case O::NoSignificantDifference:
+                log.claims.push_back("no significant difference from " + b.name + ": " + losses + " (" + interval + " contains 0)");
+                break;
+        }
+        if (!log.best_baseline || c.baseline_loss < log.best_baseline->baseline_loss) log.best_baseline = c;
+        log.comparisons.push_back(std::move(c));
     }
+    log.beats_best_baseline = !log.best_baseline || log.best_baseline->outcome == BaselineComparison::Outcome::Beats;
     log.complete = true;
     save_log();
     io::write_file_atomically(opt.out_dir / "report.html", resurrection_report_html(log));

@@ -131,8 +131,9 @@ TEST_CASE("resurrect: Ctrl-C in the fine-tune, then the same command continues i
 
     const auto second = run_bitfsck(cmd);
     INFO(second.out << second.err);
-    REQUIRE(second.exit_code == 0);
     log = test::read_json(out / "resurrection.json");
+    // 40 steps need not beat every baseline: 7 says so (healthy, not better than the best one).
+    REQUIRE(second.exit_code == (log["beats_best_baseline"].get<bool>() ? 0 : 7));
     CHECK(log["complete"] == true);
     REQUIRE(log["stages"].size() == 2);
     CHECK(log["stages"][0]["decisions"].back() == "resumed: completed by an earlier run");
@@ -153,7 +154,7 @@ TEST_CASE("resurrect: Ctrl-C in the fine-tune, then the same command continues i
     CHECK(test::read_text(straight) == test::read_text(out / "stage_2_finetune" / "out.pt"));
 
     const auto third = run_bitfsck(cmd);
-    CHECK(third.exit_code == 0);
+    CHECK(third.exit_code == second.exit_code);  // a finished folder answers as the run did
     CHECK(third.out.find("already complete") != std::string::npos);
 }
 

@@ -30,6 +30,9 @@ using AttentionSink = std::function<void(const LayerAttention&)>;
 struct LossSum {
     double nll_sum = 0;       // summed next-token cross entropy (nats)
     std::int64_t count = 0;   // targets
+    // Model::next_token_loss: each row's (window's) own sum, in row order, so that two models can be
+    // compared window by window on the same data (paired intervals, repair/resurrect).
+    std::vector<double> row_nll;
 };
 
 class Session;

@@ -19,6 +19,7 @@ struct PerplexityOptions {
     std::int64_t seq_len = 256;      // inputs per window (each window reads seq_len + 1 tokens)
     std::int64_t batch = 8;          // windows per forward pass
     std::int64_t max_windows = 0;    // 0: every window of the file
+    bool per_window = false;         // also each window's mean loss (PerplexityResult::window_losses)
     // Windows done of all windows; a false return stops the run with Cancelled.
     ProgressCallback progress;
 };
@@ -32,6 +33,7 @@ struct PerplexityResult {
     double perplexity = 0;    // exp(loss)
     double bits_per_token = 0;
     double seconds = 0, tokens_per_second = 0;
+    std::vector<double> window_losses;  // with per_window: each window's mean loss, window order
 };
 
 // Windows start at 0, seq_len, 2·seq_len, ... while a whole window of seq_len + 1 tokens fits (the

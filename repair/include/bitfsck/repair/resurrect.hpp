@@ -17,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bitfsck/analysis/paired.hpp"
 #include "bitfsck/analysis/report.hpp"
 #include "bitfsck/io/error.hpp"
 #include "bitfsck/io/progress.hpp"
@@ -96,6 +97,7 @@ struct RoleFigure {
 struct Measurement {
     std::string checkpoint, content_hash;
     double val_loss = 0, perplexity = 0;
+    std::vector<double> window_losses;        // each validation window's mean loss (the same windows everywhere)
     analysis::Verdict verdict = analysis::Verdict::Healthy;
     std::vector<RoleFigure> roles;            // ternary-matrix layer-roles
     std::vector<std::string> collapsed;       // labels of collapsed layer-roles
@@ -123,6 +125,17 @@ struct BaselineRecord {
     Measurement measurement;
 };
 
+// The result against one baseline on the same validation windows.
+struct BaselineComparison {
+    std::string baseline;       // BaselineRecord::name
+    std::string checkpoint;     // the baseline's checkpoint (what to use instead when it wins)
+    double result_loss = 0, baseline_loss = 0;
+    // The baseline's loss minus the result's, per window: positive means the result predicts better.
+    std::optional<analysis::PairedInterval> interval;  // none when window losses are missing (older logs)
+    enum class Outcome { Beats, NoSignificantDifference, Worse } outcome = Outcome::NoSignificantDifference;
+};
+std::string_view outcome_name(BaselineComparison::Outcome o);  // "beats", "no significant difference", "worse"
+
 struct ResurrectionLog {
     int schema_version = kResurrectionSchemaVersion;
     Recipe recipe;
@@ -133,6 +146,11 @@ struct ResurrectionLog {
     std::vector<BaselineRecord> baselines;
     std::string output, output_hash;    // resurrected.pt
     std::vector<std::string> claims;    // recipe vs each baseline, on the validation loss
+    std::vector<BaselineComparison> comparisons;  // the same, with paired 95% intervals
+    // The baseline with the lowest validation loss, and whether the result beats it with an
+    // interval that excludes 0; when not, that baseline's checkpoint is the one to use.
+    std::optional<BaselineComparison> best_baseline;
+    bool beats_best_baseline = true;
     bool complete = false;
     double seconds = 0;
     bool already_complete = false;  // not written: this call found the run finished and reran nothing
