@@ -3,6 +3,7 @@
 // an input, a full disk), usage errors are 1 — never an abort.
 #include <catch2/catch.hpp>
 
+#include <cstdlib>
 #include <filesystem>
 
 #include "support.hpp"
@@ -108,6 +109,60 @@ TEST_CASE("a full disk is an output error: exit 2, one line, no partial file, no
         CHECK(r.exit_code == 2);
         check_one_line_error(r, c.output.filename().string());
         check_nothing_written(c.output);
+    }
+}
+
+// A tmpfs mounted over `dir` for the test's lifetime (read-only, or a few KB to fill): a real file
+// system that refuses the write, as a full disk or a read-only share does. Needs mount rights
+// (root in CI's container); without them the tests that use it say so and pass nothing off.
+class TmpfsMount {
+public:
+    TmpfsMount(const fs::path& dir, const std::string& options) : dir_(dir) {
+        fs::create_directories(dir_);
+        mounted_ = std::system(("mount -t tmpfs -o " + options + " tmpfs " + test::quote(dir_) + " 2>/dev/null").c_str()) == 0;
+    }
+    ~TmpfsMount() {
+        if (mounted_) (void)std::system(("umount " + test::quote(dir_)).c_str());
+    }
+    bool mounted() const { return mounted_; }
+
+private:
+    fs::path dir_;
+    bool mounted_ = false;
+};
+
+TEST_CASE("a read-only folder and a file system that fills up are output errors: exit 2, one line, nothing left", "[exit_codes]") {
+    test::TempDir tmp;
+    const fs::path input = collapsed();
+    const std::string before = test::read_text(input);
+    for (const std::string options : {"ro,size=1m", "size=12k"}) {
+        const fs::path dir = tmp / (options[0] == 'r' ? "read-only" : "small");
+        TmpfsMount mount(dir, options);
+        if (!mount.mounted()) {
+            WARN("cannot mount a tmpfs here (no mount rights): " << options << " not tested");
+            continue;
+        }
+        struct Case {
+            std::string args;
+            fs::path output;
+        };
+        const std::vector<Case> cases = {
+            {"scan " + input.string() + " --h5 " + (dir / "r.h5").string(), dir / "r.h5"},
+            {"scan " + input.string() + " --sidecar --out-dir " + dir.string(), dir / "step_000350.pt.health.json"},
+            {"timeline " + test::samples_dir().string() + "/run --h5 " + (dir / "t.h5").string(), dir / "t.h5"},
+            {"convert " + input.string() + " -o " + (dir / "x.safetensors").string(), dir / "x.safetensors"},
+            {"repair svd " + input.string() + " --rank 2 --roles mlp -o " + (dir / "svd.pt").string(), dir / "svd.pt"},
+            {"repair pick " + test::samples_dir().string() + "/run -o " + (dir / "pick.pt").string(), dir / "pick.pt"},
+        };
+        for (const auto& c : cases) {
+            INFO(options << ": " << c.args);
+            auto r = test::run_command(bitfsck_cmd(c.args));
+            CHECK(r.exit_code == 2);
+            check_one_line_error(r, c.output.filename().string());
+            check_nothing_written(c.output);
+        }
+        CHECK(fs::is_empty(dir));
+        CHECK(test::read_text(input) == before);
     }
 }
 
