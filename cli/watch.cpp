@@ -108,7 +108,7 @@ void run_watch(const WatchFlags& flags, const ScanFlags& scan_flags) {
     progress.finish();
     if (security) set_exit_code(kSecurity);
     // As timeline: the run's state now decides the code (at --until-collapse, the onset's).
-    if (result.timeline) set_verdict_code(result.timeline->final_verdict);
+    if (result.verdict) set_verdict_code(*result.verdict);
 }
 
 }  // namespace

@@ -76,9 +76,19 @@ InputSignature input_signature(const fs::path& input) {
     InputSignature s;
     std::error_code ec;
     if (fs::is_directory(input, ec)) {
+        // The files a scan of the folder reads (its index and weights, and config.json): a
+        // Trainer writing optimizer.pt or trainer_state.json after the weights is not a new model.
+        // While the folder is not yet one model, every file in it counts.
         std::vector<fs::path> files;
-        for (auto it = fs::recursive_directory_iterator(input, ec); !ec && it != fs::recursive_directory_iterator(); it.increment(ec))
-            if (it->is_regular_file(ec)) files.push_back(it->path());
+        try {
+            const ModelFiles model = model_files_in(input);
+            files = model.weights;
+            if (model.index) files.push_back(*model.index);
+            if (fs::exists(input / "config.json", ec)) files.push_back(input / "config.json");
+        } catch (const Error&) {
+            for (auto it = fs::recursive_directory_iterator(input, ec); !ec && it != fs::recursive_directory_iterator(); it.increment(ec))
+                if (it->is_regular_file(ec)) files.push_back(it->path());
+        }
         std::sort(files.begin(), files.end());
         for (const auto& f : files) add_file(s, f);
         return s;
@@ -112,7 +122,7 @@ void FolderWatch::wait_for_change() {
     auto wait = options_.poll;
     const auto now = std::chrono::steady_clock::now();
     for (const auto& [path, seen] : seen_)
-        if (!(seen.handed_out && seen.handed_signature == seen.signature)) {
+        if (seen.signature.bytes > 0 && !(seen.handed_out && seen.handed_signature == seen.signature)) {
             auto left = std::chrono::duration_cast<std::chrono::milliseconds>(seen.since + options_.settle - now);
             wait = std::clamp(left + std::chrono::milliseconds(1), std::chrono::milliseconds(0), wait);
         }
@@ -145,14 +155,17 @@ std::vector<fs::path> FolderWatch::settled() {
         }
     }
     const auto now = std::chrono::steady_clock::now();
+    const bool first_listing = !listed_once_;
+    listed_once_ = true;
     std::vector<fs::path> ready;
     for (const auto& p : listed) {
         const InputSignature sig = input_signature(p);
-        // Untouched for the settling time already (a checkpoint there before the watch began):
-        // settled at first sight.
+        // In the first listing, a checkpoint untouched for the settling time already was there
+        // before the watch began: settled at first sight. Later arrivals always wait the settling
+        // time out, whatever their times say (a file server's clock may be behind ours).
         const std::int64_t now_ns =
             std::chrono::duration_cast<std::chrono::nanoseconds>(fs::file_time_type::clock::now().time_since_epoch()).count();
-        const bool old_already = now_ns - sig.newest_mtime_ns >= std::chrono::nanoseconds(options_.settle).count();
+        const bool old_already = first_listing && now_ns - sig.newest_mtime_ns >= std::chrono::nanoseconds(options_.settle).count();
         auto [it, inserted] = seen_.try_emplace(p, Seen{sig, old_already ? now - options_.settle : now});
         Seen& seen = it->second;
         if (inserted && !old_already) last_change_ = now;
@@ -169,6 +182,11 @@ std::vector<fs::path> FolderWatch::settled() {
         ready.push_back(p);
     }
     return ready;
+}
+
+bool FolderWatch::changing(const fs::path& input) const {
+    const auto it = seen_.find(input);
+    return it != seen_.end() && it->second.handed_out && !(it->second.handed_signature == it->second.signature);
 }
 
 bool FolderWatch::unsettled() const {

@@ -123,7 +123,7 @@ TEST_CASE("cli watch: a folder filled while watched, one checkpoint half-written
 TEST_CASE("cli watch: --until-collapse stops at the onset with the scan's code, and polling alone finds the same", "[cli][watch]") {
     TempDir dir;
     for (const auto& f : run_checkpoints()) fs::copy_file(f, dir / f.filename().string());
-    const auto r = run_command(quote(cli_path()) + " watch --json --no-inotify --until-collapse --settle 0.2 --poll 0.1 " + quote(dir.path()));
+    const auto r = run_command(quote(cli_path()) + " watch --json --no-inotify --until-collapse --idle-exit 30 --settle 0.2 --poll 0.1 " + quote(dir.path()));
     INFO(r.out << r.err);
     const auto events = json_lines(r.out);
     REQUIRE_FALSE(events.empty());
@@ -137,7 +137,7 @@ TEST_CASE("cli watch: --until-collapse stops at the onset with the scan's code, 
     CHECK(r.exit_code == (onset_verdict == "collapsed" ? 5 : 4));
 
     // The human form says the same in words.
-    const auto text = run_command(quote(cli_path()) + " watch --until-collapse --settle 0.2 --poll 0.1 " + quote(dir.path()));
+    const auto text = run_command(quote(cli_path()) + " watch --until-collapse --idle-exit 30 --settle 0.2 --poll 0.1 " + quote(dir.path()));
     CHECK(text.exit_code == r.exit_code);
     CHECK(text.out.find("collapse onset at step " + std::to_string(t["onset_step"].get<int>())) != std::string::npos);
     CHECK(text.out.find("go back to: ") != std::string::npos);

@@ -32,7 +32,7 @@ TEST_CASE("FolderWatch hands out a checkpoint once it has settled, once per vers
     for (bool inotify : {true, false}) {
         INFO("inotify " << inotify);
         bitfsck::test::TempDir dir;
-        FolderWatch watch(dir.path(), {50ms, 300ms, inotify});
+        FolderWatch watch(dir.path(), {50ms, 1000ms, inotify});
         CHECK(watch.settled().empty());
 
         // Written in two parts with a pause shorter than the settling time: not handed out in between.
@@ -49,14 +49,14 @@ TEST_CASE("FolderWatch hands out a checkpoint once it has settled, once per vers
         REQUIRE(first.size() == 1);
         CHECK(first[0].filename() == "step_000100.pt");
         CHECK(watch.unsettled() == false);
-        CHECK(next_settled(watch, 500ms).empty());  // once
+        CHECK(next_settled(watch, 1200ms).empty());  // once
 
         // Temporaries, hidden names and non-checkpoints are not handed out.
         bitfsck::test::write_bytes(dir / ".step_000200.pt.tmp", bytes);
         fs::create_directories(dir / "tmp-checkpoint-300");
         bitfsck::test::write_bytes(dir / "tmp-checkpoint-300" / "model.safetensors", "x");
         bitfsck::test::write_bytes(dir / "notes.txt", "hello");
-        CHECK(next_settled(watch, 600ms).empty());
+        CHECK(next_settled(watch, 1500ms).empty());
 
         // Renamed in: handed out; the earlier one rewritten: handed out again; removed: named once.
         fs::rename(dir / ".step_000200.pt.tmp", dir / "step_000200.pt");

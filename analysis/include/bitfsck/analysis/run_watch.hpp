@@ -46,6 +46,9 @@ enum class WatchEnd { Idle, StoppedByEvent };
 struct RunWatchResult {
     WatchEnd end = WatchEnd::Idle;
     std::optional<Timeline> timeline;  // empty when no checkpoint made a timeline
+    // The run's state as the watch leaves it: the last step's verdict, or, when an event stopped
+    // it, the verdict of the last checkpoint reported (at the onset: the onset's).
+    std::optional<Verdict> verdict;
     std::size_t scanned = 0;           // checkpoints scanned (a rewritten one counts again)
     std::size_t unreadable = 0;
 };

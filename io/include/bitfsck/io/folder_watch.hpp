@@ -21,8 +21,8 @@ struct FolderWatchOptions {
 };
 
 // What a checkpoint input looks like on disk now: the size and modification time of every file
-// it spans (a file, or a model folder's or sharded index's files). Equal signatures over the
-// settling time mean nobody is writing it.
+// it spans (a file, a sharded index's shards, or the weights, index and config.json of a model
+// folder). Equal signatures over the settling time mean nobody is writing it.
 struct InputSignature {
     std::uint64_t bytes = 0;
     std::int64_t newest_mtime_ns = 0;
@@ -55,6 +55,8 @@ public:
     // Whether a listed checkpoint has changed and not settled yet (a writer is at work), and when
     // the folder's checkpoints last changed at all (appeared, grew, were renamed or removed).
     bool unsettled() const;
+    // Whether `input`, handed out before, has changed since (a writer is at it again).
+    bool changing(const std::filesystem::path& input) const;
     std::chrono::steady_clock::time_point last_change() const { return last_change_; }
 
     const std::filesystem::path& folder() const { return folder_; }
@@ -74,6 +76,7 @@ private:
     int inotify_fd_ = -1;
     std::map<std::filesystem::path, Seen> seen_;
     std::vector<std::filesystem::path> removed_;
+    bool listed_once_ = false;
     std::chrono::steady_clock::time_point last_change_ = std::chrono::steady_clock::now();
 };
 
