@@ -120,7 +120,7 @@ void add_resurrect_subcommand(CLI::App& app) {
                 "fine-tune resumes from its last save (a finished folder says \"already complete\" and exits as it did).\n"
                 "Claims compare the result with each baseline (fine-tunes of the same budget, the run's checkpoints) by a paired\n"
                 "95% t-interval over the validation windows; a difference whose interval contains 0 is no difference.\n"
-                "Exit codes: 0 healthy result that beats every baseline, 1 bad options or a failed stage, 2 unreadable input,\n"
+                "Exit codes: 0 healthy result that beats the best baseline, 1 bad options or a failed stage, 2 unreadable input,\n"
                 "4/5 the result is degraded/collapsed, 7 healthy but not better than the best baseline (named; use it instead).");
     sub->callback([f] { run_reporting_errors([&] { run(*f, "bitfsck"); }); });
 }

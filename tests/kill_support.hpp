@@ -13,6 +13,7 @@
 #include <functional>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 extern char** environ;
@@ -25,10 +26,11 @@ struct KillOutcome {
     std::chrono::milliseconds ran{0};
 };
 
-// Starts argv (stdout and stderr to /dev/null), calls `now_is_the_time` as fast as it can until it
-// returns true (then SIGKILL) or the process ends; gives up waiting after `limit` and kills.
+// Starts argv (stdout and stderr to /dev/null), asks `now_is_the_time` every 200 µs until it
+// returns true (then SIGKILL) or the process ends; gives up waiting after `limit` and kills. The
+// child is killed and reaped whatever happens, a throwing moment included.
 inline KillOutcome spawn_and_kill(const std::vector<std::string>& argv, const std::function<bool()>& now_is_the_time,
-                                  std::chrono::milliseconds limit = std::chrono::seconds(120)) {
+                                  std::chrono::milliseconds limit = std::chrono::minutes(30)) {
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
@@ -48,7 +50,16 @@ inline KillOutcome spawn_and_kill(const std::vector<std::string>& argv, const st
             outcome.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
             break;
         }
-        if (now_is_the_time() || std::chrono::steady_clock::now() - start > limit) {
+        bool now = false;
+        try {
+            now = now_is_the_time();
+        } catch (...) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            throw;
+        }
+        if (!now) std::this_thread::sleep_for(std::chrono::microseconds(200));
+        if (now || std::chrono::steady_clock::now() - start > limit) {
             kill(pid, SIGKILL);
             waitpid(pid, &status, 0);
             outcome.killed = WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;

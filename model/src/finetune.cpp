@@ -677,7 +677,15 @@ FinetuneResult run_finetune(FinetuneOptions o) {
                     result.result_val_loss.reset();
                     break;
                 }
-                result.run_checkpoints.push_back({members[i].string(), checkpoint_val_loss(members[i], o, val)});
+                // A broken member of a broken run is normal: it is left out with a note, the
+                // training (saved already) and the other members stand.
+                try {
+                    result.run_checkpoints.push_back({members[i].string(), checkpoint_val_loss(members[i], o, val)});
+                } catch (const Cancelled&) {
+                    throw;
+                } catch (const Error& e) {
+                    result.notes.push_back("the run's " + members[i].filename().string() + " was left out of the comparison: " + e.what());
+                }
             }
         }
     }

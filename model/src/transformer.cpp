@@ -56,8 +56,11 @@ struct SteBitLinear : torch::autograd::Function<SteBitLinear> {
         const at::Tensor& g = grads[0];
         const auto x_dtype = static_cast<at::ScalarType>(ctx->saved_data["x_dtype"].toInt());
         const auto w_dtype = static_cast<at::ScalarType>(ctx->saved_data["w_dtype"].toInt());
-        const at::Tensor wq = saved[0].to(g.scalar_type()) * saved[1].to(g.scalar_type());
-        const at::Tensor xq = dequantized_activations(saved[2].to(g.scalar_type()), saved[3].to(g.scalar_type()), ctx->saved_data["add_eps"].toBool());
+        // Dequantized in the scales' own dtype, as the forward did, then cast as the forward's
+        // linear did under autocast: the backward multiplies the very values the forward used.
+        const at::Tensor wq = (saved[0].to(saved[1].scalar_type()) * saved[1]).to(g.scalar_type());
+        const at::Tensor xq =
+            dequantized_activations(saved[2].to(saved[3].scalar_type()), saved[3], ctx->saved_data["add_eps"].toBool()).to(g.scalar_type());
         // Straight through: d/dx of x + (q(x) − x).detach() is the identity, so the gradients are
         // those of linear(xq, wq) with respect to its two inputs.
         const at::Tensor grad_x = at::matmul(g, wq).to(x_dtype);

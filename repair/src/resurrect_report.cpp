@@ -105,8 +105,8 @@ std::string resurrection_report_html(const ResurrectionLog& log) {
           << esc(log.best_baseline->baseline) << " (" << fmt("%.4f", log.best_baseline->baseline_loss) << " vs " << fmt("%.4f", log.best_baseline->result_loss)
           << "): use <code>" << esc(log.best_baseline->checkpoint) << "</code> instead.</p>";
     else if (log.best_baseline)
-        h << "<p class='ok' style='font-size:1.2em'><b>The result beats every baseline</b>, the best of them (" << esc(log.best_baseline->baseline)
-          << ") by a paired interval that excludes 0.</p>";
+        h << "<p class='ok' style='font-size:1.2em'><b>The result beats the best baseline</b>, " << esc(log.best_baseline->baseline)
+          << ", by a paired interval above 0 (each baseline's claim is below).</p>";
     h << "<p>Final checkpoint: <code>" << esc(log.output) << "</code> (" << esc(log.output_hash) << "), " << fmt("%.1f", log.seconds) << " s.</p>";
     h << "<h2>Verdict</h2><ul>";
     for (const auto& c : log.claims) h << "<li class='" << (c.rfind("beats", 0) == 0 ? "ok" : c.rfind("no significant", 0) == 0 ? "" : "no") << "'>" << esc(c) << "</li>";

@@ -53,6 +53,7 @@ ToolRun run_tool(const std::filesystem::path& exe, const std::vector<std::string
     // The child reports a failed exec (with its errno) through this pipe, closed on a good exec.
     int report[2];
     if (::pipe2(report, O_CLOEXEC) != 0) throw io::FileError(std::string("cannot start ") + exe.string() + ": " + std::strerror(errno));
+    const pid_t parent = ::getpid();
     const pid_t pid = ::fork();
     if (pid < 0) {
         ::close(report[0]), ::close(report[1]);
@@ -80,6 +81,8 @@ ToolRun run_tool(const std::filesystem::path& exe, const std::vector<std::string
             // with the parent: a killed resurrect leaves no training behind writing into its folder.
             ::setpgid(0, 0);
             ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+            // Killed between fork and prctl, the parent is gone and no signal will come.
+            if (::getppid() != parent) ::_exit(127);
             ::execv(argv[0], argv.data());
             e = errno;
         }

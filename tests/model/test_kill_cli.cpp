@@ -20,7 +20,7 @@ const fs::path kRun = test::samples_dir() / "run";
 std::vector<std::string> finetune_argv(const fs::path& out) {
     return {test::cli_path().string(), "finetune", (kRun / "step_000050.pt").string(), "-o", out.string(), "--tokens",
             (kRun / "train.bin").string(), "--val-tokens", (kRun / "val.bin").string(), "--val-windows", "8", "--seq-len", "32",
-            "--threads", "1", "--batch", "4", "--steps", "12", "--save-every", "3", "--eval-every", "3"};
+            "--threads", "1", "--batch", "4", "--steps", "12", "--save-every", "3", "--eval-every", "3", "--no-compare-run"};
 }
 
 std::vector<std::int64_t> metric_steps(const fs::path& metrics) {
