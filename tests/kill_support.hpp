@@ -26,11 +26,13 @@ struct KillOutcome {
     std::chrono::milliseconds ran{0};
 };
 
-// Starts argv (stdout and stderr to /dev/null), asks `now_is_the_time` every 200 µs until it
+// Starts argv (stdout and stderr to /dev/null), asks `now_is_the_time` every `poll` until it
 // returns true (then SIGKILL) or the process ends; gives up waiting after `limit` and kills. The
-// child is killed and reaped whatever happens, a throwing moment included.
+// child is killed and reaped whatever happens, a throwing moment included. A poll of 0 spins: for
+// moments that last microseconds (a small file's save), at the price of a core.
 inline KillOutcome spawn_and_kill(const std::vector<std::string>& argv, const std::function<bool()>& now_is_the_time,
-                                  std::chrono::milliseconds limit = std::chrono::minutes(30)) {
+                                  std::chrono::milliseconds limit = std::chrono::minutes(30),
+                                  std::chrono::microseconds poll = std::chrono::microseconds(200)) {
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
@@ -58,7 +60,7 @@ inline KillOutcome spawn_and_kill(const std::vector<std::string>& argv, const st
             waitpid(pid, &status, 0);
             throw;
         }
-        if (!now) std::this_thread::sleep_for(std::chrono::microseconds(200));
+        if (!now && poll.count() > 0) std::this_thread::sleep_for(poll);
         if (now || std::chrono::steady_clock::now() - start > limit) {
             kill(pid, SIGKILL);
             waitpid(pid, &status, 0);

@@ -66,7 +66,9 @@ TEST_CASE("kill -9 of scan --h5/--sidecar, convert and repair leaves nothing or 
                 TempDir dir;
                 const bool mid_save = attempt >= 5;  // the last two: the moment a temporary output exists
                 const auto delay = std::chrono::microseconds(std::uniform_int_distribution<long long>(0, took.count())(seeds));
-                const KillOutcome k = spawn_and_kill(with_output(c, dir.path()), mid_save ? while_saving(dir.path()) : after(delay));
+                const KillOutcome k = mid_save ? spawn_and_kill(with_output(c, dir.path()), while_saving(dir.path()), std::chrono::minutes(30),
+                                                                std::chrono::microseconds(0))
+                                               : spawn_and_kill(with_output(c, dir.path()), after(delay));
                 INFO(c.name << " attempt " << attempt << (mid_save ? " (mid-save)" : " after " + std::to_string(delay.count()) + " us"));
                 killed += k.killed;
                 killed_saving += k.killed && mid_save;
