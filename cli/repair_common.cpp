@@ -11,7 +11,7 @@
 #include "subcommands.hpp"
 #include "table.hpp"
 #include "terminal.hpp"
-#include "verdict_colour.hpp"
+#include "verdicts.hpp"
 
 namespace bitfsck::cli {
 namespace {
@@ -80,8 +80,7 @@ void run_repair_step(const RepairFlags& flags, const repair::StepSpec& step) {
         const repair::RepairLog log = repair::repair_checkpoint(flags.input, flags.output, options);
         progress.finish();
         // The output was written; whether it is healthy is the fresh scan's to say, with the scan's codes.
-        if (log.verdict_after == analysis::Verdict::Collapsed) set_exit_code(kCollapsed);
-        else if (log.verdict_after == analysis::Verdict::Degraded) set_exit_code(kDegraded);
+        set_verdict_exit_code(log.verdict_after);
 
         if (flags.json) {
             std::cout << analysis::dump_json(repair::to_json(log)) << "\n";

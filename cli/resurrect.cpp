@@ -7,6 +7,7 @@
 #include "bitfsck/repair/resurrect.hpp"
 #include "bitfsck/io/executable.hpp"
 #include "subcommands.hpp"
+#include "verdicts.hpp"
 #include "terminal.hpp"
 
 namespace bitfsck::cli {
@@ -93,9 +94,8 @@ void run(const ResurrectFlags& f, const char* argv0) {
     const repair::Measurement* final_m = &log.start;
     for (const auto& s : log.stages)
         if (s.accepted) final_m = &s.after;
-    if (final_m->verdict == analysis::Verdict::Collapsed) set_exit_code(kCollapsed);
-    else if (final_m->verdict == analysis::Verdict::Degraded) set_exit_code(kDegraded);
-    else if (!log.beats_best_baseline) set_exit_code(kNotBetterThanBaseline);
+    set_verdict_exit_code(final_m->verdict);
+    if (final_m->verdict == analysis::Verdict::Healthy && !log.beats_best_baseline) set_exit_code(kNotBetterThanBaseline);
 }
 
 }  // namespace

@@ -16,7 +16,7 @@
 #include "scan_options.hpp"
 #include "subcommands.hpp"
 #include "table.hpp"
-#include "verdict_colour.hpp"
+#include "verdicts.hpp"
 #include "terminal.hpp"
 
 namespace bitfsck::cli {
@@ -103,19 +103,13 @@ fs::path sidecar_path(fs::path input, const std::string& out_dir) {
 }
 
 int exit_code_of_report(const analysis::ScanReport& r) {
-    int code = r.verdict == analysis::Verdict::Collapsed  ? kCollapsed
-               : r.verdict == analysis::Verdict::Degraded ? kDegraded
-               : r.verdict == analysis::Verdict::Unknown  ? kUnknown
-                                                          : kOk;
+    const int code = verdict_exit_code(r.verdict);
     if (!r.security.empty()) set_exit_code(kSecurity);
     return code;
 }
 
 void run_scan(const ScanCommandFlags& flags, const ScanFlags& scan_flags) {
-    analysis::RunScanOptions options;
-    options.scan = make_scan_options(scan_flags);
-    options.scan.selection = make_selection(flags.selection);
-    options.open = open_options(scan_flags.i2s_layout);
+    analysis::RunScanOptions options = make_run_scan_options(scan_flags, flags.selection);
     options.open.pickle.trusted_globals.insert(flags.trusted.begin(), flags.trusted.end());
     const std::vector<fs::path> inputs = io::expand_checkpoint_inputs(flags.inputs);
     // Outputs are checked before any work: an unwritable report is one line, not a lost scan.

@@ -115,4 +115,12 @@ analysis::ScanOptions make_scan_options(const ScanFlags& flags) {
     return options;
 }
 
+analysis::RunScanOptions make_run_scan_options(const ScanFlags& flags, const SelectionFlags& selection) {
+    analysis::RunScanOptions options;
+    options.scan = make_scan_options(flags);
+    options.scan.selection = make_selection(selection);
+    options.open = open_options(flags.i2s_layout);
+    return options;
+}
+
 }  // namespace bitfsck::cli

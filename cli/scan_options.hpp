@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "bitfsck/io/error.hpp"  // before scan.hpp, which uses bitfsck::Error
+#include "bitfsck/analysis/run.hpp"
 #include "bitfsck/analysis/scan.hpp"
 #include "bitfsck/analysis/selection.hpp"
 
@@ -43,5 +44,9 @@ void add_scan_flags(CLI::App& sub, std::shared_ptr<ScanFlags> flags);
 // Builds the scan options; a bad thresholds file or override throws CLI::ValidationError, which
 // main() turns into exit code 1 (usage) with the message.
 analysis::ScanOptions make_scan_options(const ScanFlags& flags);
+
+// The options of a run scan (scan, timeline, watch): the scan options, the selection and the
+// reading options of --i2s-layout.
+analysis::RunScanOptions make_run_scan_options(const ScanFlags& flags, const SelectionFlags& selection);
 
 }  // namespace bitfsck::cli

@@ -21,7 +21,7 @@
 #include "table.hpp"
 #include "timeline_metrics.hpp"
 #include "terminal.hpp"
-#include "verdict_colour.hpp"
+#include "verdicts.hpp"
 #include "bitfsck/io/checkpoint_files.hpp"
 
 namespace bitfsck::cli {
@@ -109,10 +109,7 @@ void run_timeline(const TimelineFlags& flags, const ScanFlags& scan_flags) {
         run_metrics_timeline(flags.inputs[0], flags.json, make_scan_options(scan_flags).thresholds);
         return;
     }
-    analysis::RunScanOptions options;
-    options.scan = make_scan_options(scan_flags);
-    options.scan.selection = make_selection(flags.selection);
-    options.open = open_options(scan_flags.i2s_layout);
+    analysis::RunScanOptions options = make_run_scan_options(scan_flags, flags.selection);
     if (!flags.h5.empty()) {
         std::vector<fs::path> inputs;
         for (const auto& in : io::expand_checkpoint_inputs(flags.inputs)) inputs.push_back(in);
@@ -142,9 +139,7 @@ void run_timeline(const TimelineFlags& flags, const ScanFlags& scan_flags) {
     else print_timeline(timeline);
 
     // The run's state now is what matters for whether it can go on: the last step's verdict.
-    if (timeline.final_verdict == analysis::Verdict::Collapsed) set_exit_code(kCollapsed);
-    else if (timeline.final_verdict == analysis::Verdict::Degraded) set_exit_code(kDegraded);
-    else if (timeline.final_verdict == analysis::Verdict::Unknown) set_exit_code(kUnknown);
+    set_verdict_exit_code(timeline.final_verdict);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include "bitfsck/analysis/training_metrics.hpp"
 #include "bitfsck/io/text.hpp"
 #include "subcommands.hpp"
+#include "verdicts.hpp"
 #include "table.hpp"
 #include "terminal.hpp"
 
@@ -65,8 +66,7 @@ void run_metrics_timeline(const std::filesystem::path& file, bool json, const an
         }
         if (t.best_val_step) std::cout << "best validation loss: " << fmt("%.4f", *t.best_val_loss) << " at step " << *t.best_val_step << "\n";
     }
-    if (t.final_verdict == analysis::Verdict::Collapsed) set_exit_code(kCollapsed);
-    else if (t.final_verdict == analysis::Verdict::Degraded) set_exit_code(kDegraded);
+    set_verdict_exit_code(t.final_verdict);
 }
 
 }  // namespace bitfsck::cli

@@ -11,7 +11,7 @@
 #include "scan_options.hpp"
 #include "subcommands.hpp"
 #include "terminal.hpp"
-#include "verdict_colour.hpp"
+#include "verdicts.hpp"
 
 namespace bitfsck::cli {
 namespace {
@@ -69,19 +69,11 @@ void print_event(const analysis::WatchEvent& e) {
     }
 }
 
-void set_verdict_code(analysis::Verdict v) {
-    if (v == analysis::Verdict::Collapsed) set_exit_code(kCollapsed);
-    else if (v == analysis::Verdict::Degraded) set_exit_code(kDegraded);
-    else if (v == analysis::Verdict::Unknown) set_exit_code(kUnknown);
-}
-
 void run_watch(const WatchFlags& flags, const ScanFlags& scan_flags) {
     if (flags.settle < 0 || flags.poll <= 0 || flags.broken_after < 0)
         throw CLI::ValidationError("--settle, --poll, --broken-after", "take seconds > 0");
     analysis::RunWatchOptions options;
-    options.scan.scan = make_scan_options(scan_flags);
-    options.scan.scan.selection = make_selection(flags.selection);
-    options.scan.open = open_options(scan_flags.i2s_layout);
+    options.scan = make_run_scan_options(scan_flags, flags.selection);
     options.folder.settle = seconds_flag(flags.settle);
     options.folder.poll = seconds_flag(flags.poll);
     options.folder.use_inotify = !flags.no_inotify;
@@ -108,7 +100,7 @@ void run_watch(const WatchFlags& flags, const ScanFlags& scan_flags) {
     progress.finish();
     if (security) set_exit_code(kSecurity);
     // As timeline: the run's state now decides the code (at --until-collapse, the onset's).
-    if (result.verdict) set_verdict_code(*result.verdict);
+    if (result.verdict) set_verdict_exit_code(*result.verdict);
 }
 
 }  // namespace
