@@ -5,7 +5,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 #include <string>
@@ -87,6 +89,18 @@ void MappedFile::release(std::uint64_t offset, std::uint64_t length) const {
     // Safe on a read-only private mapping: the pages are never dirty, so they are re-read from
     // the file if touched again. Failure only means the memory stays resident.
     ::madvise(const_cast<std::byte*>(data_ + begin), static_cast<std::size_t>(end - begin), MADV_DONTNEED);
+}
+
+void MappedFile::release_near(std::uint64_t offset) const {
+    if (!data_ || offset >= size_) return;
+    constexpr std::uintptr_t kTableSpan = std::uintptr_t{2} << 20;  // what one page table maps (x86-64, arm64 4K)
+    const auto base = reinterpret_cast<std::uintptr_t>(data_);
+    const std::uintptr_t page = page_size();
+    const std::uintptr_t mapped_end = base + (size_ + page - 1) / page * page;
+    const std::uintptr_t at = base + offset;
+    const std::uintptr_t begin = std::max(base, at & ~(kTableSpan - 1));
+    const std::uintptr_t end = std::min(mapped_end, (at & ~(kTableSpan - 1)) + kTableSpan);
+    ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);  // failure: the pages stay
 }
 
 void MappedFile::will_need(std::uint64_t offset, std::uint64_t length) const {

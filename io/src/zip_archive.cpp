@@ -204,6 +204,8 @@ void Reader::read_local_header(ZipEntry& e) const {
     const auto name = at(e.local_header_offset + kLocalHeaderSize, name_len, "local header of " + record);
     if (name.size() != e.name.size() || (!name.empty() && std::memcmp(name.data(), e.name.data(), name.size()) != 0))
         fail(record + " has a different name in its local header");
+    // One header per tensor, spread over the file: without this, what reading them maps stays resident.
+    file_.release_near(e.local_header_offset);
     e.data_offset = e.local_header_offset + kLocalHeaderSize + name_len + extra_len;
     at(e.data_offset, e.compressed_size, "data of " + record);
     if (e.method == kMethodStored && e.compressed_size != e.size)

@@ -26,6 +26,10 @@ public:
 
     // Tell the kernel we are done with these pages, so they stop counting in our resident memory.
     void release(std::uint64_t offset, std::uint64_t length) const;
+    // Drops whatever a small read at `offset` (a header) mapped in: a fault maps pages around the
+    // one it touched, a whole large folio (up to 2 MB) where the page cache keeps file pages in
+    // them, but never past the 2 MB region of address space that one page table covers.
+    void release_near(std::uint64_t offset) const;
     // Tell the kernel we will read this range soon, in order.
     void will_need(std::uint64_t offset, std::uint64_t length) const;
 
