@@ -49,6 +49,7 @@ public:
         return b + (a >= next_edge_[b]);
     }
     bool single_step() const { return single_step_; }
+    int bins() const { return bins_; }
 
 private:
     static constexpr int kMantissaBits = 4;

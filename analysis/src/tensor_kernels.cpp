@@ -1,5 +1,7 @@
 #include "tensor_kernels.hpp"
 
+#include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 
@@ -167,13 +169,6 @@ BITFSCK_INLINE bool all_among_impl(const double* x, std::size_t n, const double*
     return true;
 }
 
-BITFSCK_INLINE std::int32_t value_bin(double x, double lo, double inv, double last) {
-    double y = (x - lo) * inv;
-    y = y > 0 ? y : 0;
-    y = y < last ? y : last;
-    return static_cast<std::int32_t>(y);
-}
-
 [[gnu::target("avx2")]] FirstMoments first_moments_avx2(const double* x, std::size_t n) {
     return first_moments_impl<v4d>(x, n);
 }
@@ -201,6 +196,81 @@ BITFSCK_INLINE std::int32_t value_bin(double x, double lo, double inv, double la
     for (; i < n; ++i) out[i] = value_bin(x[i], lo, inv, last);
 }
 
+BITFSCK_INLINE std::int32_t cell_key(double v, std::int64_t first) {
+    const auto bits = std::bit_cast<std::int64_t>(v);
+    const std::int64_t mag = bits & 0x7fffffffffffffffLL;
+    if (mag == 0) return 0;
+    const std::int64_t rel = (mag >> 52) - first;
+    const std::int64_t cell = rel >= 0 ? 1 + (rel << kCellMantissaBits) + ((mag >> (52 - kCellMantissaBits)) & ((1 << kCellMantissaBits) - 1)) : 0;
+    return static_cast<std::int32_t>(1 + (bits < 0 ? kCellsPerSign : 0) + cell);
+}
+
+template <typename V>
+BITFSCK_INLINE void cell_keys_impl(const double* x, std::size_t n, std::int64_t first, std::int32_t* out) {
+    using M = typename Lanes<V>::Mask;
+    constexpr std::size_t w = Lanes<V>::n;
+    M abs_mask, vfirst, one, mant_mask, per_sign, zero;
+    for (std::size_t k = 0; k < w; ++k) {
+        abs_mask[k] = 0x7fffffffffffffffLL;
+        vfirst[k] = first;
+        one[k] = 1;
+        mant_mask[k] = (1 << kCellMantissaBits) - 1;
+        per_sign[k] = kCellsPerSign;
+        zero[k] = 0;
+    }
+    std::size_t i = 0;
+    for (; i + w <= n; i += w) {
+        const M bits = reinterpret_cast<M>(load<V>(x + i));
+        const M mag = bits & abs_mask;
+        const M rel = (mag >> 52) - vfirst;
+        const M cell = (rel >= zero) & (one + (rel << kCellMantissaBits) + ((mag >> (52 - kCellMantissaBits)) & mant_mask));
+        const M key = (mag != zero) & (one + ((bits >> 63) & per_sign) + cell);
+        if constexpr (w == 4) {
+            const v4i narrow = __builtin_convertvector(key, v4i);
+            std::memcpy(out + i, &narrow, sizeof narrow);
+        } else {
+            for (std::size_t k = 0; k < w; ++k) out[i + k] = static_cast<std::int32_t>(key[k]);
+        }
+    }
+    for (; i < n; ++i) out[i] = cell_key(x[i], first);
+}
+
+[[gnu::target("avx2")]] void cell_keys_avx2(const double* x, std::size_t n, std::int64_t first, std::int32_t* out) {
+    cell_keys_impl<v4d>(x, n, first, out);
+}
+
+template <typename V, bool kUpdate>
+BITFSCK_INLINE double max_abs_impl(const double* x, std::size_t n, double* col_max) {
+    constexpr std::size_t w = Lanes<V>::n;
+    V m0 = splat<V>(0), m1 = m0;
+    std::size_t i = 0;
+    for (; i + 2 * w <= n; i += 2 * w) {
+        const V a0 = vabs(load<V>(x + i)), a1 = vabs(load<V>(x + i + w));
+        m0 = a0 > m0 ? a0 : m0;
+        m1 = a1 > m1 ? a1 : m1;
+        if constexpr (kUpdate) {
+            const V c0 = load<V>(col_max + i), c1 = load<V>(col_max + i + w);
+            const V u0 = a0 > c0 ? a0 : c0, u1 = a1 > c1 ? a1 : c1;
+            std::memcpy(col_max + i, &u0, sizeof u0);
+            std::memcpy(col_max + i + w, &u1, sizeof u1);
+        }
+    }
+    double m = 0;
+    for (std::size_t k = 0; k < w; ++k) m = std::max({m, m0[k], m1[k]});
+    for (; i < n; ++i) {
+        const double a = std::fabs(x[i]);
+        m = a > m ? a : m;
+        if constexpr (kUpdate) col_max[i] = a > col_max[i] ? a : col_max[i];
+    }
+    return m;
+}
+
+[[gnu::target("avx2")]] double max_abs_update_avx2(const double* x, std::size_t n, double* col_max) {
+    return max_abs_impl<v4d, true>(x, n, col_max);
+}
+
+[[gnu::target("avx2")]] double max_abs_avx2(const double* x, std::size_t n) { return max_abs_impl<v4d, false>(x, n, nullptr); }
+
 bool have_avx2() {
     static const bool yes = __builtin_cpu_supports("avx2");
     return yes;
@@ -224,6 +294,20 @@ bool all_among(const double* x, std::size_t n, const double* vals, std::size_t k
 void value_bins(const double* x, std::size_t n, double lo, double inv, std::int32_t last, std::int32_t* out) {
     if (have_avx2()) return value_bins_avx2(x, n, lo, inv, last, out);
     for (std::size_t i = 0; i < n; ++i) out[i] = value_bin(x[i], lo, inv, last);
+}
+
+void cell_keys(const double* x, std::size_t n, int top, std::int32_t* out) {
+    const std::int64_t first = top - kCellExponents + 1;
+    if (have_avx2()) return cell_keys_avx2(x, n, first, out);
+    cell_keys_impl<v2d>(x, n, first, out);
+}
+
+double max_abs_update(const double* x, std::size_t n, double* col_max) {
+    return have_avx2() ? max_abs_update_avx2(x, n, col_max) : max_abs_impl<v2d, true>(x, n, col_max);
+}
+
+double max_abs(const double* x, std::size_t n) {
+    return have_avx2() ? max_abs_avx2(x, n) : max_abs_impl<v2d, false>(x, n, nullptr);
 }
 
 std::size_t keep_finite(const double* x, std::size_t n, double* out, std::uint64_t& nan_count,

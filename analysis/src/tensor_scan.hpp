@@ -31,6 +31,13 @@ constexpr std::int64_t kBlock = 32768;
 constexpr std::int64_t kChunkBlocks = 32;
 constexpr std::int64_t kChunk = kBlock * kChunkBlocks;
 
+// Tensors of at least this many elements bin both histograms through one table (JointBinTable,
+// built per tensor); smaller ones bin each value directly, as building the table would cost more.
+// The counts are the same either way: tests lower it to compare the two.
+inline std::int64_t joint_table_min_elements = std::int64_t{1} << 16;
+
+class JointBinTable;
+
 class TensorScan {
 public:
     TensorScan(std::string name, io::TensorData data, const AnalysisOptions& options);

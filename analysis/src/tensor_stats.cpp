@@ -1,6 +1,7 @@
 #include "bitfsck/analysis/tensor_stats.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <limits>
 #include <memory>
@@ -62,11 +63,14 @@ struct RowPiece {
 // by the chunk's ends becomes a RowPiece.
 class ChunkWalker {
 public:
-    ChunkWalker(std::int64_t cols, double zero_threshold, bool track_cols, bool track_lattice, std::uint8_t* row_alive,
+    // `finite`: the tensor has no NaN or Inf, so a value codes to non-zero exactly when |w| > t and
+    // a row or column is alive exactly when its largest |w| is: vector maxima instead of a flag per value.
+    ChunkWalker(std::int64_t cols, double zero_threshold, bool track_cols, bool track_lattice, bool finite, std::uint8_t* row_alive,
                 double* row_ref)
-        : cols_(cols), t_(zero_threshold), cols_tracked_(track_cols), lattice_(track_lattice), row_alive_out_(row_alive),
-          row_ref_out_(row_ref) {
+        : cols_(cols), t_(zero_threshold), cols_tracked_(track_cols), lattice_(track_lattice), finite_(finite),
+          row_alive_out_(row_alive), row_ref_out_(row_ref) {
         if (cols_tracked_) col_alive_.assign(static_cast<std::size_t>(cols), 0);
+        if (cols_tracked_ && finite_) col_max_.assign(static_cast<std::size_t>(cols), 0.0);
     }
 
     void feed(std::int64_t first, const double* x, std::int64_t n) {
@@ -94,6 +98,7 @@ public:
     // The row the chunk ends inside of, if any, becomes a piece.
     void finish() {
         if (started_ && col_ != 0) end_row(false);
+        for (std::size_t j = 0; j < col_max_.size(); ++j) col_alive_[j] |= col_max_[j] > t_;
     }
 
     bool cols_tracked() const { return cols_tracked_; }
@@ -103,7 +108,11 @@ public:
 
 private:
     void segment(const double* x, std::int64_t col, std::int64_t len) {
-        if (cols_tracked_ && alive_cols_ < cols_) {
+        if (finite_ && cols_tracked_ && alive_cols_ < cols_) {
+            row_alive_ |= detail::max_abs_update(x, static_cast<std::size_t>(len), col_max_.data() + col) > t_;
+        } else if (finite_) {
+            if (!row_alive_) row_alive_ = detail::max_abs(x, static_cast<std::size_t>(len)) > t_;
+        } else if (cols_tracked_ && alive_cols_ < cols_) {
             std::uint8_t* alive = col_alive_.data() + col;
             std::int64_t newly = 0;
             std::uint8_t any = 0;
@@ -140,6 +149,11 @@ private:
     }
 
     void end_row(bool row_complete) {
+        // Every 16 rows: once every column is alive, the maxima stop (the flag-per-value walk counts as it goes).
+        if (finite_ && cols_tracked_ && alive_cols_ < cols_ && ++rows_since_count_ == 16) {
+            rows_since_count_ = 0;
+            alive_cols_ = std::count_if(col_max_.begin(), col_max_.end(), [&](double m) { return m > t_; });
+        }
         if (whole_row_ && row_complete) {
             row_alive_out_[row_] = row_alive_;
             if (lattice_) row_ref_out_[row_] = row_ref_;
@@ -152,7 +166,9 @@ private:
 
     std::int64_t cols_;
     double t_;
-    bool cols_tracked_, lattice_;
+    bool cols_tracked_, lattice_, finite_;
+    std::vector<double> col_max_;  // finite tensors: each column's largest |w| so far
+    int rows_since_count_ = 0;
     std::uint8_t* row_alive_out_;
     double* row_ref_out_;
     std::vector<std::uint8_t> col_alive_;
@@ -165,25 +181,123 @@ private:
     std::vector<RowPiece> pieces_;
 };
 
+// The value histogram's lo and 1/width (value_bin's parameters) for a tensor whose largest |w|
+// is maxabs: [-maxabs, maxabs] in `bins` bins.
+struct ValueRange {
+    double lo, inv;
+};
+ValueRange value_range(double maxabs, int bins) {
+    if (maxabs > 0) return {-maxabs, bins / (2 * maxabs)};
+    return {-1, bins / 2.0};  // every finite value is 0: bin it as if the range were [-1, 1], i.e. in the middle
+}
+
+}  // namespace
+
+namespace detail {
+
+// The (value bin, log10 bin) pair, as one index bin_v * log_bins + bin_l, of every cell of finite
+// values (cell_keys) whose values all share both bins; kAmbiguous for the few cells an edge of
+// either histogram falls inside, whose values are binned one by one. Both bin functions are
+// monotone in the value (a subtraction, a product by a positive constant and a clamp; a count of
+// edges below), so a cell whose extreme values share both bins is uniform, and every count equals
+// that of binning each value on its own. Built once per tensor after the first pass (it depends
+// on the value range), by halving runs of cells: only cells near an edge are looked at one by one.
+class JointBinTable {
+public:
+    static constexpr std::uint16_t kAmbiguous = 0xffff;
+
+    JointBinTable(double maxabs, int value_bins, const LogBinner& log)
+        : top_(static_cast<int>(std::bit_cast<std::uint64_t>(maxabs) >> 52)), lo_(value_range(maxabs, value_bins).lo),
+          inv_(value_range(maxabs, value_bins).inv), last_(value_bins - 1),
+          log_bins_(log.bins()), log_(log), joint_(static_cast<std::size_t>(kCellKeys), kAmbiguous) {
+        joint_[0] = joint_of(0.0, 0.0);
+        for (int sign = 0; sign < 2; ++sign) fill(sign, 0, kCellsPerSign - 1);
+    }
+
+    int top() const { return top_; }
+    std::uint16_t operator[](std::int32_t key) const { return joint_[static_cast<std::size_t>(key)]; }
+    int joint(double v) const { return value_bin(v, lo_, inv_, last_) * log_bins_ + log_.bin(std::fabs(v)); }
+
+    // Whether the table applies: a finite positive range and pairs that fit 16 bits.
+    static bool usable(double maxabs, int value_bins, int log_bins) {
+        return maxabs > 0 && std::isfinite(maxabs) && value_bins > 0 && log_bins > 0 &&
+               static_cast<std::int64_t>(value_bins) * log_bins < kAmbiguous;
+    }
+
+private:
+    // The magnitudes, as bit patterns, of cell c (0: the tiny cell) of one sign; false when empty.
+    bool cell_range(int c, std::uint64_t& low, std::uint64_t& high) const {
+        const std::int64_t first = top_ - kCellExponents + 1;
+        constexpr int shift = 52 - kCellMantissaBits;
+        if (c == 0) {
+            if (first <= 0) return false;  // no exponent below the first: the cells cover every magnitude
+            low = 1;                       // the smallest subnormal (zero has its own key)
+            high = (static_cast<std::uint64_t>(first) << 52) - 1;
+            return true;
+        }
+        const std::int64_t rel = (c - 1) >> kCellMantissaBits, mant = (c - 1) & ((1 << kCellMantissaBits) - 1);
+        if (first + rel < 0) return false;
+        low = (static_cast<std::uint64_t>(first + rel) << 52) | (static_cast<std::uint64_t>(mant) << shift);
+        high = low + (std::uint64_t{1} << shift) - 1;
+        if (low == 0) low = 1;  // the cell holding zero's bit pattern: zero has its own key
+        return true;
+    }
+
+    std::uint16_t joint_of(double a, double b) const {
+        const int ja = joint(a), jb = joint(b);
+        return ja == jb ? static_cast<std::uint16_t>(ja) : kAmbiguous;
+    }
+
+    double value(int sign, std::uint64_t magnitude) const {
+        const double m = std::bit_cast<double>(magnitude);
+        return sign ? -m : m;
+    }
+
+    // Cells [a, b] of one sign: one pair for all when the run's extremes share it, else halves.
+    void fill(int sign, int a, int b) {
+        std::uint64_t low_a = 0, high_a = 0, low_b = 0, high_b = 0;
+        while (a <= b && !cell_range(a, low_a, high_a)) ++a;  // empty cells (subnormal exponents) stay unused
+        if (a > b || !cell_range(b, low_b, high_b)) return;
+        const std::uint16_t j = joint_of(value(sign, low_a), value(sign, high_b));
+        const std::size_t base = 1 + static_cast<std::size_t>(sign) * kCellsPerSign;
+        if (j != kAmbiguous) {
+            std::fill(joint_.begin() + static_cast<std::ptrdiff_t>(base + a), joint_.begin() + static_cast<std::ptrdiff_t>(base + b + 1), j);
+            return;
+        }
+        if (a == b) return;  // an edge inside this cell: kAmbiguous
+        const int mid = a + (b - a) / 2;
+        fill(sign, a, mid);
+        fill(sign, mid + 1, b);
+    }
+
+    int top_;
+    double lo_, inv_;
+    std::int32_t last_;
+    int log_bins_;
+    const LogBinner log_;  // a copy: the scan's binners are per thread
+    std::vector<std::uint16_t> joint_;
+};
+
+}  // namespace detail
+
+namespace {
+
 // Several interleaved copies of the counts, so that runs of values falling in the same bin
 // do not serialise on one counter's store-to-load latency.
 class Histograms {
 public:
-    Histograms(int value_bins, double maxabs, int log_bins, const LogBinner* log)
-        : vbins_(value_bins), lbins_(log_bins), log_(log), vcounts_(kLanes * std::size_t(value_bins)),
+    Histograms(int value_bins, double maxabs, int log_bins, const LogBinner* log, const detail::JointBinTable* joint = nullptr)
+        : vbins_(value_bins), lbins_(log_bins), log_(log), joint_table_(joint), vcounts_(kLanes * std::size_t(value_bins)),
           lcounts_(kLanes * std::size_t(log_bins)) {
-        if (maxabs > 0) {
-            lo_ = -maxabs;
-            inv_ = vbins_ / (2 * maxabs);
-        } else {
-            // Every finite value is 0: bin it as if the range were [-1, 1], i.e. in the middle.
-            lo_ = -1;
-            inv_ = vbins_ / 2.0;
-        }
+        if (joint_table_) jcounts_.assign(kJointLanes * std::size_t(value_bins) * std::size_t(log_bins), 0);
+        const ValueRange r = value_range(maxabs, vbins_);
+        lo_ = r.lo;
+        inv_ = r.inv;
     }
 
     void add(const double* x, std::size_t n) {
-        if (lbins_ > 0 && log_->single_step()) add_impl<true>(x, n);
+        if (joint_table_) add_joint(x, n);
+        else if (lbins_ > 0 && log_->single_step()) add_impl<true>(x, n);
         else add_impl<false>(x, n);
     }
 
@@ -193,10 +307,41 @@ public:
             for (int b = 0; b < vbins_; ++b) values[b] += vcounts_[lane * vbins_ + b];
             for (int b = 0; b < lbins_; ++b) logs[b] += lcounts_[lane * lbins_ + b];
         }
+        const std::size_t pairs = std::size_t(vbins_) * std::size_t(lbins_);
+        for (std::size_t k = 0; k < jcounts_.size(); ++k) {
+            const std::size_t j = k % pairs;
+            values[j / lbins_] += jcounts_[k];
+            logs[j % lbins_] += jcounts_[k];
+        }
     }
 
 private:
     static constexpr std::size_t kLanes = 4;
+    static constexpr std::size_t kJointLanes = 2;
+
+    // One table lookup and one increment per value, for both histograms: the log10 bin's own table
+    // walk and the second increment cost more than the rest of the second pass.
+    void add_joint(const double* x, std::size_t n) {
+        constexpr std::size_t kChunk = 1024;
+        std::int32_t keys[kChunk];
+        const detail::JointBinTable& table = *joint_table_;
+        std::uint32_t *j0 = jcounts_.data(), *j1 = j0 + std::size_t(vbins_) * std::size_t(lbins_);
+        auto count = [&](std::uint32_t* lane, std::int32_t key, double v) {
+            const std::uint16_t j = table[key];
+            ++lane[j != detail::JointBinTable::kAmbiguous ? j : table.joint(v)];
+        };
+        for (std::size_t c = 0; c < n; c += kChunk) {
+            const std::size_t m = std::min(kChunk, n - c);
+            const double* xc = x + c;
+            detail::cell_keys(xc, m, table.top(), keys);
+            std::size_t i = 0;
+            for (; i + 2 <= m; i += 2) {
+                count(j0, keys[i], xc[i]);
+                count(j1, keys[i + 1], xc[i + 1]);
+            }
+            for (; i < m; ++i) count(j0, keys[i], xc[i]);
+        }
+    }
 
     template <bool kSingleStep>
     int log_bin(double x) const {
@@ -240,8 +385,10 @@ private:
 
     int vbins_, lbins_;
     const LogBinner* log_;
+    const detail::JointBinTable* joint_table_;
     double lo_ = 0, inv_ = 0;
     std::vector<std::uint64_t> vcounts_, lcounts_;
+    std::vector<std::uint32_t> jcounts_;  // one pass-2 chunk's counts (at most detail::kChunk = 2^20 values): 32 bits suffice
 };
 
 TernaryFractions fractions(Quantizer q, double scale, std::uint64_t neg, std::uint64_t pos, std::uint64_t n) {
@@ -299,6 +446,7 @@ struct TensorScan::State {
     std::int64_t rows = 0, cols = 0;
 
     // Pass 2.
+    std::optional<JointBinTable> joint_table;  // large tensors: both histograms by one lookup per value
     std::vector<double> p2;  // per block: sq, dev, lattice_sq
     std::uint64_t neg[2] = {0, 0}, pos[2] = {0, 0};
     std::vector<std::uint64_t> vcounts, lcounts;
@@ -471,6 +619,9 @@ void TensorScan::finish1() {
         s.col_alive.assign(static_cast<std::size_t>(s.cols), 0);
         if (s.track_lattice) s.row_ref.assign(static_cast<std::size_t>(s.rows), 0.0);
     }
+    if (n >= joint_table_min_elements && JointBinTable::usable(s.maxabs, options_.value_bins, options_.log_bins)) {
+        s.joint_table.emplace(s.maxabs, options_.value_bins, *log_binner(options_));
+    }
     s.p2.assign(3 * static_cast<std::size_t>(s.blocks), 0.0);
     s.vcounts.assign(static_cast<std::size_t>(options_.value_bins), 0);
     s.lcounts.assign(static_cast<std::size_t>(options_.log_bins), 0);
@@ -482,9 +633,10 @@ void TensorScan::pass2(std::size_t c) {
     double* raw = raw_buffer(s.block);
     std::optional<ChunkWalker> walker;
     if (s.matrix)
-        walker.emplace(s.cols, s.t[0], s.alive_cols.load(std::memory_order_relaxed) < s.cols, s.track_lattice, s.row_alive.data(),
+        walker.emplace(s.cols, s.t[0], s.alive_cols.load(std::memory_order_relaxed) < s.cols, s.track_lattice, !s.has_nonfinite,
+                       s.row_alive.data(),
                        s.track_lattice ? s.row_ref.data() : nullptr);
-    Histograms hist(options_.value_bins, s.maxabs, options_.log_bins, log_binner(options_));
+    Histograms hist(options_.value_bins, s.maxabs, options_.log_bins, log_binner(options_), s.joint_table ? &*s.joint_table : nullptr);
     std::uint64_t neg[2] = {0, 0}, pos[2] = {0, 0};
     for (std::int64_t b = first; b < end; b += s.block) {
         const std::int64_t cnt = std::min(s.block, end - b);
