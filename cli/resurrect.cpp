@@ -18,6 +18,8 @@ struct ResurrectFlags {
     std::string tokens, val_tokens, out_dir, recipe, replay, token_dtype = "u16";
     std::int64_t steps = 150;
     bool keep_going = false, json = false;
+    int jobs = 0;
+    std::string control;
 };
 
 void print_log(const repair::ResurrectionLog& log) {
@@ -38,6 +40,8 @@ void print_log(const repair::ResurrectionLog& log) {
     }
     std::cout << bold("claims") << " (held-out validation loss, the result vs each baseline)\n";
     for (const auto& c : log.claims) std::cout << "  " << c << "\n";
+    if (log.control)
+        std::cout << bold("control") << " " << log.control->checkpoint << "\n  " << log.control->summary << "\n";
     std::cout << "resurrected: " << log.output << "\n";
     if (!log.beats_best_baseline && log.best_baseline)
         std::cout << red("the result does not beat the best baseline, " + log.best_baseline->baseline + " (" + fmt("%.4f", log.best_baseline->baseline_loss) +
@@ -79,6 +83,8 @@ void run(const ResurrectFlags& f, const char* argv0) {
     }
     o.bitfsck = io::self_executable(argv0);
     o.keep_going = f.keep_going;
+    o.jobs = f.jobs;
+    o.control = f.control;
     o.progress = on_progress;
     const repair::ResurrectionLog log = repair::run_resurrection(o);
     progress.finish();
@@ -111,6 +117,10 @@ void add_resurrect_subcommand(CLI::App& app) {
     sub->add_option("--recipe", f->recipe, "Recipe JSON from `bitfsck plan -o` (default: plan now)")->check(CLI::ExistingFile);
     sub->add_option("--steps", f->steps, "Fine-tuning steps when planning now")->capture_default_str();
     sub->add_flag("--keep-going", f->keep_going, "Keep stages that fail their gates");
+    sub->add_option("--control", f->control, "A run of the same model that never collapsed (or one checkpoint of it): how much of its "
+                                             "held-out quality the result recovers")->check(CLI::ExistingPath);
+    sub->add_option("--jobs", f->jobs, "Child processes at once: fine-tunes, perplexity, probes (default: the cores over each child's CPU "
+                                       "count in the recipe; the figures do not depend on it)")->check(CLI::NonNegativeNumber);
     sub->add_option("--replay", f->replay, "Re-run a logged resurrection (resurrection.json) into -o and compare")->check(CLI::ExistingFile);
     sub->add_flag("--json", f->json, "Print resurrection.json on stdout");
     sub->footer("Example:\n  bitfsck resurrect sample_ckpts/run/ --tokens sample_ckpts/run/train.bin --val-tokens sample_ckpts/run/val.bin -o cured/\n"

@@ -1,6 +1,8 @@
 // resurrection.json: one place for the log's JSON form, read back for resuming and replaying.
 #include "bitfsck/repair/resurrect.hpp"
 
+#include <cmath>
+
 #include "bitfsck/io/json_document.hpp"
 
 namespace bitfsck::repair {
@@ -157,6 +159,15 @@ ojson to_json(const ResurrectionLog& log) {
     j["comparisons"] = comparisons;
     j["best_baseline"] = log.best_baseline ? to_json(*log.best_baseline) : ojson(nullptr);
     j["beats_best_baseline"] = log.beats_best_baseline;
+    if (log.control)
+        j["control"] = {{"checkpoint", log.control->checkpoint},
+                        {"measurement", to_json(log.control->measurement)},
+                        {"comparison", to_json(log.control->comparison)},
+                        {"recovered", std::isfinite(log.control->recovered) ? ojson(log.control->recovered) : ojson(nullptr)},
+                        {"tokens", log.control->tokens},
+                        {"summary", log.control->summary}};
+    else
+        j["control"] = nullptr;
     j["seconds"] = log.seconds;
     return j;
 }
@@ -201,6 +212,17 @@ ResurrectionLog resurrection_log_from_json(const nlohmann::json& j, const std::s
             for (const auto& c : j["comparisons"]) log.comparisons.push_back(comparison_from(c));
         if (j.contains("best_baseline") && j["best_baseline"].is_object()) log.best_baseline = comparison_from(j["best_baseline"]);
         log.beats_best_baseline = j.value("beats_best_baseline", true);
+        if (j.contains("control") && j["control"].is_object()) {
+            const auto& c = j["control"];
+            ControlRecord r;
+            r.checkpoint = c.at("checkpoint").get<std::string>();
+            r.measurement = measurement_from(c.at("measurement"));
+            r.comparison = comparison_from(c.at("comparison"));
+            r.recovered = c.at("recovered").is_number() ? c["recovered"].get<double>() : std::nan("");
+            r.tokens = c.at("tokens").get<std::int64_t>();
+            r.summary = c.value("summary", std::string());
+            log.control = r;
+        }
         log.seconds = j.at("seconds").get<double>();
         return log;
     } catch (const nlohmann::json::exception& e) {

@@ -1,7 +1,6 @@
 // report.html of a resurrection: one self-contained page (inline SVG and CSS, no script, no
 // network) that a reviewer can open from an e-mail attachment.
 #include <algorithm>
-#include <cmath>
 #include <sstream>
 
 #include "bitfsck/io/text.hpp"
@@ -107,6 +106,8 @@ std::string resurrection_report_html(const ResurrectionLog& log) {
     else if (log.best_baseline)
         h << "<p class='ok' style='font-size:1.2em'><b>The result beats the best baseline</b>, " << esc(log.best_baseline->baseline)
           << ", by a paired interval above 0 (each baseline's claim is below).</p>";
+    if (log.control)
+        h << "<p>Control <code>" << esc(log.control->checkpoint) << "</code> (a run that never collapsed): " << esc(log.control->summary) << ".</p>";
     h << "<p>Final checkpoint: <code>" << esc(log.output) << "</code> (" << esc(log.output_hash) << "), " << fmt("%.1f", log.seconds) << " s.</p>";
     h << "<h2>Verdict</h2><ul>";
     for (const auto& c : log.claims) h << "<li class='" << (c.rfind("beats", 0) == 0 ? "ok" : c.rfind("no significant", 0) == 0 ? "" : "no") << "'>" << esc(c) << "</li>";

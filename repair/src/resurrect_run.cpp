@@ -6,6 +6,7 @@
 #include <cmath>
 #include <fstream>
 #include <set>
+#include <thread>
 
 #include "bitfsck/analysis/layers.hpp"
 #include "bitfsck/analysis/scan.hpp"
@@ -44,6 +45,7 @@ struct Runner {
     std::uint64_t done = 0, total = 1;  // phases: the start, each stage, the baselines
     // Set once the callback returned false; run_tool then interrupts the child (finetune saves).
     mutable std::atomic<bool> stop{false};
+    int parallel = 1;  // children at once
 
     void say(const std::string& what) const {
         last_label = what;
@@ -52,69 +54,94 @@ struct Runner {
     }
     bool cancelled() const { return stop.load(); }
 
-    ToolRun tool(const std::vector<std::string>& args, const fs::path& dir, const std::string& name,
-                 const std::function<void()>& poll = {}) const {
+    // The children of one phase, `parallel` at a time (each with the recipe's --threads).
+    std::vector<ToolRun> tools(const std::vector<ToolJob>& jobs, const std::function<void()>& poll = {}) const {
         // Between polls the callback is asked too, so that a cancel is seen during every child.
         auto ask = [&] {
-            say(last_label);
             if (poll) poll();
+            say(last_label);
         };
-        ToolRun r = run_tool(opt.bitfsck, args, dir, name, ask, &stop);
+        std::vector<ToolRun> runs = run_tools(opt.bitfsck, jobs, parallel, ask, &stop);
         // Interrupted: a fine-tune saved what it reached, the same command continues from it.
         if (cancelled()) throw Cancelled();
-        // 4 and 5 are verdicts (degenerate generation, a collapsed result), not failures: the JSON is there.
-        const bool verdict = (r.exit_code == 4 || r.exit_code == 5) && !r.out.empty();
-        if (r.exit_code != 0 && !verdict)
-            throw Error("resurrect: `bitfsck " + args.front() + "` failed in " + dir.string() + " (exit " + std::to_string(r.exit_code) +
-                        "): " + one_line(r.err));
-        return r;
+        for (std::size_t i = 0; i < jobs.size(); ++i) {
+            const ToolRun& r = runs[i];
+            // 4 and 5 are verdicts (degenerate generation, a collapsed result), not failures: the JSON is there.
+            const bool verdict = (r.exit_code == 4 || r.exit_code == 5) && !r.out.empty();
+            if (r.exit_code != 0 && !verdict)
+                throw Error("resurrect: `bitfsck " + jobs[i].args.front() + "` failed in " + jobs[i].log_dir.string() + " (exit " +
+                            std::to_string(r.exit_code) + "): " + one_line(r.err));
+        }
+        return runs;
     }
 
-    mutable std::string last_label;
+    mutable std::string last_label{};
 
     std::vector<std::string> model_flags() const { return {"--threads", std::to_string(recipe.threads)}; }
 
-    Measurement measure(const fs::path& ckpt, const fs::path& dir, bool probes) const {
-        fs::create_directories(dir);
-        Measurement m;
-        m.checkpoint = ckpt.string();
-        m.content_hash = file_hash(ckpt);
-        const analysis::ScanReport scan = analysis::scan_checkpoint(io::Checkpoint::open(ckpt));
-        m.verdict = scan.verdict;
-        for (const auto& l : scan.layers) {
-            if (!analysis::role_is_ternary_matrix(l.role)) continue;
-            const std::string label = analysis::layer_role_label(l.layer, l.role);
-            m.roles.push_back({label, l.std, l.zero_frac, l.verdict});
-            if (l.verdict == analysis::Verdict::Collapsed) m.collapsed.push_back(label);
+    struct MeasureJob {
+        fs::path checkpoint, dir;
+        bool probes = false;  // induction and a greedy generation besides the validation loss
+    };
+
+    Measurement measure(const fs::path& ckpt, const fs::path& dir, bool probes) const { return measure_all({{ckpt, dir, probes}}).front(); }
+
+    // Every checkpoint's scan here, and their perplexity (and probe) children side by side.
+    std::vector<Measurement> measure_all(const std::vector<MeasureJob>& list) const {
+        std::vector<Measurement> ms(list.size());
+        std::vector<ToolJob> jobs;
+        for (std::size_t k = 0; k < list.size(); ++k) {
+            const MeasureJob& mj = list[k];
+            fs::create_directories(mj.dir);
+            Measurement& m = ms[k];
+            m.checkpoint = mj.checkpoint.string();
+            m.content_hash = file_hash(mj.checkpoint);
+            const analysis::ScanReport scan = analysis::scan_checkpoint(io::Checkpoint::open(mj.checkpoint));
+            m.verdict = scan.verdict;
+            for (const auto& l : scan.layers) {
+                if (!analysis::role_is_ternary_matrix(l.role)) continue;
+                const std::string label = analysis::layer_role_label(l.layer, l.role);
+                m.roles.push_back({label, l.std, l.zero_frac, l.verdict});
+                if (l.verdict == analysis::Verdict::Collapsed) m.collapsed.push_back(label);
+            }
+            const std::string ckpt = mj.checkpoint.string();
+            std::vector<std::string> args = {"perplexity", ckpt, "--tokens", opt.val_tokens.string(), "--token-dtype", opt.token_dtype,
+                                             "--seq-len", std::to_string(recipe.seq_len), "--batch", "32", "--json", "--per-window"};
+            if (recipe.eval_windows > 0) args.insert(args.end(), {"--max-windows", std::to_string(recipe.eval_windows)});
+            for (auto& f : model_flags()) args.push_back(f);
+            jobs.push_back({args, mj.dir, "perplexity"});
+            if (!mj.probes) continue;
+            std::vector<std::string> ind = {"induction", ckpt, "--json"}, gen = {"generate", ckpt, "--prompt", prompt, "--max-new-tokens", "64", "--json"};
+            const std::vector<std::string> flags = model_flags();
+            for (auto* a : {&ind, &gen}) a->insert(a->end(), flags.begin(), flags.end());
+            jobs.push_back({ind, mj.dir, "induction"});
+            jobs.push_back({gen, mj.dir, "generate"});
         }
-        std::vector<std::string> args = {"perplexity", ckpt.string(), "--tokens", opt.val_tokens.string(), "--token-dtype", opt.token_dtype,
-                                         "--seq-len", std::to_string(recipe.seq_len), "--batch", "32", "--json", "--per-window"};
-        if (recipe.eval_windows > 0) args.insert(args.end(), {"--max-windows", std::to_string(recipe.eval_windows)});
-        for (auto& f : model_flags()) args.push_back(f);
-        const auto ppl = nlohmann::json::parse(tool(args, dir, "perplexity").out);
-        m.val_loss = ppl.at("loss").get<double>();
-        m.perplexity = ppl.at("perplexity").get<double>();
-        if (ppl.contains("window_losses"))
-            for (const auto& w : ppl["window_losses"]) m.window_losses.push_back(w.is_number() ? w.get<double>() : std::nan(""));
-        if (!probes) return m;
-        m.probes = true;
-        std::vector<std::string> ind = {"induction", ckpt.string(), "--json"};
-        for (auto& f : model_flags()) ind.push_back(f);
-        const auto ij = nlohmann::json::parse(tool(ind, dir, "induction").out).at(0);
-        m.specialist_heads = ij.at("specialist_heads").get<std::int64_t>();
-        m.ipmr = ij.at("metrics").at("ipmr").get<std::vector<std::vector<double>>>();
-        for (std::size_t i = 0; i < ij.at("top_heads").size() && i < 3; ++i) {
-            const auto& h = ij["top_heads"][i];
-            m.top_heads += (i ? ", " : "") + std::string("L") + std::to_string(h["layer"].get<int>()) + ".H" +
-                           std::to_string(h["head"].get<int>()) + " " + fmt("%.3f", h["ipmr"].get<double>());
+        const std::vector<ToolRun> runs = tools(jobs);
+        std::size_t j = 0;
+        for (std::size_t k = 0; k < list.size(); ++k) {
+            Measurement& m = ms[k];
+            const auto ppl = nlohmann::json::parse(runs[j++].out);
+            m.val_loss = ppl.at("loss").get<double>();
+            m.perplexity = ppl.at("perplexity").get<double>();
+            if (ppl.contains("window_losses"))
+                for (const auto& w : ppl["window_losses"]) m.window_losses.push_back(w.is_number() ? w.get<double>() : std::nan(""));
+            if (!list[k].probes) continue;
+            m.probes = true;
+            const auto ij = nlohmann::json::parse(runs[j++].out).at(0);
+            m.specialist_heads = ij.at("specialist_heads").get<std::int64_t>();
+            m.ipmr = ij.at("metrics").at("ipmr").get<std::vector<std::vector<double>>>();
+            for (std::size_t i = 0; i < ij.at("top_heads").size() && i < 3; ++i) {
+                const auto& h = ij["top_heads"][i];
+                m.top_heads += (i ? ", " : "") + std::string("L") + std::to_string(h["layer"].get<int>()) + ".H" +
+                               std::to_string(h["head"].get<int>()) + " " + fmt("%.3f", h["ipmr"].get<double>());
+            }
+            const auto gj = nlohmann::json::parse(runs[j++].out);
+            m.degenerate = gj.at("degeneration").at("degenerate").get<bool>();
+            m.degeneration_reasons = gj.at("degeneration").at("reasons").get<std::vector<std::string>>();
+            m.generation = gj.at("text").get<std::string>();
         }
-        std::vector<std::string> gen = {"generate", ckpt.string(), "--prompt", prompt, "--max-new-tokens", "64", "--json"};
-        for (auto& f : model_flags()) gen.push_back(f);
-        const auto gj = nlohmann::json::parse(tool(gen, dir, "generate").out);
-        m.degenerate = gj.at("degeneration").at("degenerate").get<bool>();
-        m.degeneration_reasons = gj.at("degeneration").at("reasons").get<std::vector<std::string>>();
-        m.generation = gj.at("text").get<std::string>();
-        return m;
+        return ms;
     }
 
     // The stage's options as one document (`finetune --options`, model/finetune.hpp's reader):
@@ -144,36 +171,66 @@ struct Runner {
         return d;
     }
 
-    // Fine-tunes `input` into dir/out.<ext> with the recipe's shared settings and `params`. An
+    struct FinetuneJob {
+        ToolJob job;
+        fs::path out, metrics;
+        std::int64_t steps = 0;
+        std::string label;
+        bool resuming = false;
+    };
+
+    // Fine-tuning `input` into dir/out.<ext> with the recipe's shared settings and `params`. An
     // interrupted fine-tune of the same document continues from its last save (finetune --resume),
     // which ends bit for bit where an uninterrupted one would.
-    fs::path finetune(const fs::path& input, const nlohmann::json& params, const fs::path& dir, const std::string& label) const {
+    FinetuneJob finetune_job(const fs::path& input, const nlohmann::json& params, const fs::path& dir, const std::string& label) const {
         fs::create_directories(dir);
-        const fs::path out = dir / ("out" + input.extension().string());
+        FinetuneJob f;
+        f.out = dir / ("out" + input.extension().string());
+        f.metrics = f.out.string() + ".metrics.jsonl";
+        f.steps = params.value("steps", std::int64_t{100});
+        f.label = label;
         const fs::path doc_path = dir / "finetune_options.json";
-        const std::string doc = finetune_document(input, params, out).dump(2) + "\n";
-        const bool resumable = fs::exists(fs::path(out.string() + ".state.json")) && fs::exists(doc_path) && [&] {
+        const std::string doc = finetune_document(input, params, f.out).dump(2) + "\n";
+        f.resuming = fs::exists(fs::path(f.out.string() + ".state.json")) && fs::exists(doc_path) && [&] {
             std::ifstream in(doc_path);
             return std::string(std::istreambuf_iterator<char>(in), {}) == doc;
         }();
-        std::vector<std::string> args;
-        if (resumable) {
-            args = {"finetune", "--resume", "-o", out.string(), "--json"};
+        if (f.resuming) {
+            f.job = {{"finetune", "--resume", "-o", f.out.string(), "--json"}, dir, "finetune"};
         } else {
             io::write_file_atomically(doc_path, doc);
-            args = {"finetune", "--options", doc_path.string(), "--json"};
+            f.job = {{"finetune", "--options", doc_path.string(), "--json"}, dir, "finetune"};
         }
-        const std::int64_t steps = params.value("steps", std::int64_t{100});
-        const fs::path metrics = out.string() + ".metrics.jsonl";
+        return f;
+    }
+
+    // Runs the fine-tunes side by side; the progress label names each one's step.
+    void finetune_all(const std::vector<FinetuneJob>& list) const {
+        std::vector<ToolJob> jobs;
+        for (const auto& f : list) jobs.push_back(f.job);
         auto poll = [&] {
-            std::ifstream in(metrics);
-            std::int64_t lines = 0;
-            for (std::string l; std::getline(in, l);) ++lines;
-            last_label = label + ": step " + std::to_string(std::max<std::int64_t>(lines - 1, 0)) + "/" + std::to_string(steps);
+            std::string label;
+            for (const auto& f : list) {
+                std::ifstream in(f.metrics);
+                if (!in) continue;  // not started yet
+                std::int64_t lines = 0;
+                for (std::string l; std::getline(in, l);) ++lines;
+                if (lines > f.steps) continue;  // done
+                label += (label.empty() ? "" : "; ") + f.label + ": step " + std::to_string(std::max<std::int64_t>(lines - 1, 0)) + "/" +
+                         std::to_string(f.steps);
+            }
+            if (!label.empty()) last_label = label;
         };
-        last_label = label + (resumable ? ": resuming from its last save" : "");
-        tool(args, dir, "finetune", poll);
-        return out;
+        std::string start;
+        for (const auto& f : list) start += (start.empty() ? "" : "; ") + f.label + (f.resuming ? ": resuming from its last save" : "");
+        last_label = start;
+        tools(jobs, poll);
+    }
+
+    fs::path finetune(const fs::path& input, const nlohmann::json& params, const fs::path& dir, const std::string& label) const {
+        FinetuneJob f = finetune_job(input, params, dir, label);
+        finetune_all({f});
+        return f.out;
     }
 };
 
@@ -201,6 +258,35 @@ std::string first_tokens_prompt(const fs::path& val, const std::string& dtype) {
     return s.empty() ? "1" : s;
 }
 
+// The result against another checkpoint measured on the same validation windows: the paired
+// interval of their per-window losses, and which is better when it excludes 0.
+BaselineComparison compare(const Measurement& result, const std::string& name, const Measurement& other) {
+    BaselineComparison c;
+    c.baseline = name;
+    c.checkpoint = other.checkpoint;
+    c.result_loss = result.val_loss;
+    c.baseline_loss = other.val_loss;
+    const auto& bw = other.window_losses;
+    const auto& rw = result.window_losses;
+    if (bw.size() == rw.size() && bw.size() >= 2) c.interval = analysis::paired_t_interval(bw, rw);
+    using O = BaselineComparison::Outcome;
+    if (c.interval) c.outcome = c.interval->low > 0 ? O::Beats : c.interval->high < 0 ? O::Worse : O::NoSignificantDifference;
+    else c.outcome = c.baseline_loss > c.result_loss ? O::Beats : O::Worse;
+    return c;
+}
+
+// --control: a checkpoint as given; a run folder's member named like the latest checkpoint (the
+// same step, where both runs saved alike), else its last by name.
+fs::path control_checkpoint(const std::string& control, const std::string& latest) {
+    if (!fs::exists(control)) throw io::FileError(control + ": no such file or folder (--control)");
+    if (!fs::is_directory(control) || io::is_model_folder(control)) return control;
+    const auto files = io::checkpoint_files_in(control);
+    if (files.empty()) throw io::FileError(control + ": no checkpoints in the control folder");
+    for (const auto& f : files)
+        if (f.filename() == fs::path(latest).filename()) return f;
+    return files.back();
+}
+
 }  // namespace
 
 ResurrectionLog run_resurrection(const ResurrectOptions& opt) {
@@ -212,6 +298,8 @@ ResurrectionLog run_resurrection(const ResurrectOptions& opt) {
     fs::create_directories(opt.out_dir);
     const fs::path log_path = opt.out_dir / "resurrection.json";
     for (const auto& in : recipe.inputs) io::ensure_not_an_input(opt.out_dir / "resurrected.pt", {in});
+    // Resolved now, so that a wrong --control fails before any stage runs.
+    const fs::path control_file = opt.control.empty() ? fs::path() : control_checkpoint(opt.control, recipe.latest);
 
     ResurrectionLog log;
     log.recipe = recipe;
@@ -244,6 +332,8 @@ ResurrectionLog run_resurrection(const ResurrectOptions& opt) {
     }
 
     Runner run{opt, recipe, first_tokens_prompt(opt.val_tokens, opt.token_dtype)};
+    // Children side by side where the recipe's threads leave cores idle (threads 1 on 2 cores: two).
+    run.parallel = opt.jobs > 0 ? opt.jobs : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / std::max(recipe.threads, 1));
     run.total = recipe.stages.size() + (recipe.baselines ? 4 : 0) + 1;  // the start, the stages, three fine-tunes and the checkpoints
     auto save_log = [&] {
         log.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -376,18 +466,17 @@ ResurrectionLog run_resurrection(const ResurrectOptions& opt) {
                 steps += s.params.value("steps", std::int64_t{100});
                 if (ft_params.is_null()) ft_params = s.params;
             }
+        // Collected first, then fine-tuned side by side and measured together with the run's own
+        // checkpoints: the children are independent, so the figures are those of one at a time.
+        struct Planned {
+            std::string name, description;
+            Runner::FinetuneJob job;
+        };
+        std::vector<Planned> planned;
         auto fine_tune_baseline = [&](const std::string& name, const std::string& description, const fs::path& start,
                                       nlohmann::json params, const std::string& folder) {
-            run.say("baseline: " + name);
             params["steps"] = steps;
-            const fs::path dir = opt.out_dir / folder;
-            const fs::path out = run.finetune(start, params, dir, "baseline " + name);
-            BaselineRecord b;
-            b.name = name;
-            b.description = description;
-            b.measurement = run.measure(out, dir, true);
-            log.baselines.push_back(b);
-            run.done += 1;
+            planned.push_back({name, description, run.finetune_job(start, params, opt.out_dir / folder, "baseline " + name)});
         };
         if (steps > 0) {
             nlohmann::json own = recipe.baseline_finetune;
@@ -411,44 +500,80 @@ ResurrectionLog run_resurrection(const ResurrectOptions& opt) {
                 fine_tune_baseline("without the run's decay",
                                    "the same fine-tuning of " + fs::path(recipe.latest).filename().string() + " without the decay regularizers that collapsed the run",
                                    recipe.latest, no_decay, "baseline_no_decay");
-            else
-                run.done += 1;
             if (recipe.last_healthy && *recipe.last_healthy != recipe.latest)
                 fine_tune_baseline("last healthy + the recipe's fine-tune",
                                    "the recipe's own fine-tune (" + budget + ") from the last healthy checkpoint " +
                                        fs::path(*recipe.last_healthy).filename().string() + ", without its other stages",
                                    *recipe.last_healthy, ft_params, "baseline_last_healthy");
-            else
-                run.done += 1;
-        } else {
-            run.done += 3;
         }
-        run.say("baseline: the run's own checkpoints");
+        if (!planned.empty()) {
+            run.say("baselines: " + std::to_string(planned.size()) + " fine-tunes");
+            std::vector<Runner::FinetuneJob> jobs;
+            for (const auto& p : planned) jobs.push_back(p.job);
+            run.finetune_all(jobs);
+        }
+        run.done += 3;
+        run.say("baselines: measuring the fine-tunes and the run's own checkpoints");
+        std::vector<Runner::MeasureJob> to_measure;
+        for (const auto& p : planned) to_measure.push_back({p.job.out, p.job.job.log_dir, true});
+        std::vector<std::size_t> input_slot;  // the run's checkpoints: their place in to_measure (npos: the start's)
         for (const auto& in : recipe.inputs) {
+            if (in == recipe.latest) {  // measured at the start, probes included
+                input_slot.push_back(std::string::npos);
+                continue;
+            }
+            const bool probes = recipe.last_healthy && in == *recipe.last_healthy;
+            input_slot.push_back(to_measure.size());
+            to_measure.push_back({in, opt.out_dir / ("baseline_" + fs::path(in).stem().string()), probes});
+        }
+        if (!control_file.empty()) to_measure.push_back({control_file, opt.out_dir / "control", false});
+        const std::vector<Measurement> measured = run.measure_all(to_measure);
+        if (!control_file.empty()) log.control = ControlRecord{control_file.string(), measured.back(), {}, 0, 0, {}};
+        for (std::size_t k = 0; k < planned.size(); ++k) {
             BaselineRecord b;
-            b.name = fs::path(in).filename().string();
+            b.name = planned[k].name;
+            b.description = planned[k].description;
+            b.measurement = measured[k];
+            log.baselines.push_back(b);
+        }
+        for (std::size_t k = 0; k < recipe.inputs.size(); ++k) {
+            BaselineRecord b;
+            b.name = fs::path(recipe.inputs[k]).filename().string();
             b.description = "the run's own checkpoint, as it is";
-            const bool probes = in == recipe.latest || (recipe.last_healthy && in == *recipe.last_healthy);
-            b.measurement = probes && in == recipe.latest ? log.start
-                                                          : run.measure(in, opt.out_dir / ("baseline_" + fs::path(in).stem().string()), probes);
+            b.measurement = input_slot[k] == std::string::npos ? log.start : measured[input_slot[k]];
             log.baselines.push_back(b);
         }
         run.done += 1;
     }
+    if (!control_file.empty() && !log.control) {  // no baselines: measured on its own
+        run.say("measuring the control");
+        log.control = ControlRecord{control_file.string(), run.measure(control_file, opt.out_dir / "control", false), {}, 0, 0, {}};
+    }
     // Claims per baseline, on the same validation windows, with a paired interval.
     const Measurement& final_m = current;
+    if (log.control) {
+        ControlRecord& c = *log.control;
+        c.comparison = compare(final_m, "control", c.measurement);
+        const double gap = log.start.val_loss - c.measurement.val_loss;
+        c.recovered = gap > 0 ? (log.start.val_loss - final_m.val_loss) / gap : std::nan("");
+        for (const auto& s : log.stages)
+            if (s.stage.kind == StageKind::Finetune) c.tokens += s.stage.params.value("steps", std::int64_t{100}) * recipe.batch * recipe.seq_len;
+        const BaselineComparison& k = c.comparison;
+        c.summary = (std::isfinite(c.recovered) ? "the result closes " + fmt("%.0f%%", 100 * c.recovered) + " of the gap from the start (" +
+                                                      fmt("%.4f", log.start.val_loss) + ") to the control (" + fmt("%.4f", k.baseline_loss) + ")"
+                                                : "the start (" + fmt("%.4f", log.start.val_loss) + ") was not worse than the control (" +
+                                                      fmt("%.4f", k.baseline_loss) + ")") +
+                    ", with " + std::to_string(c.tokens) + " fine-tuning tokens; against it the result (" + fmt("%.4f", k.result_loss) + ") " +
+                    (k.outcome == BaselineComparison::Outcome::Beats ? "is better"
+                     : k.outcome == BaselineComparison::Outcome::Worse ? "is worse"
+                                                                       : "shows no significant difference") +
+                    (k.interval ? " (95% interval of the difference " + fmt("%.4f", k.interval->low) + " to " + fmt("%.4f", k.interval->high) +
+                                      ", paired over " + std::to_string(k.interval->n) + " windows)"
+                                : std::string());
+    }
     for (const auto& b : log.baselines) {
-        BaselineComparison c;
-        c.baseline = b.name;
-        c.checkpoint = b.measurement.checkpoint;
-        c.result_loss = final_m.val_loss;
-        c.baseline_loss = b.measurement.val_loss;
-        const auto& bw = b.measurement.window_losses;
-        const auto& rw = final_m.window_losses;
-        if (bw.size() == rw.size() && bw.size() >= 2) c.interval = analysis::paired_t_interval(bw, rw);
+        BaselineComparison c = compare(final_m, b.name, b.measurement);
         using O = BaselineComparison::Outcome;
-        if (c.interval) c.outcome = c.interval->low > 0 ? O::Beats : c.interval->high < 0 ? O::Worse : O::NoSignificantDifference;
-        else c.outcome = c.baseline_loss > c.result_loss ? O::Beats : O::Worse;
         const double d = c.baseline_loss - c.result_loss;
         const std::string losses = fmt("%.4f", c.result_loss) + " vs " + fmt("%.4f", c.baseline_loss);
         const std::string interval =

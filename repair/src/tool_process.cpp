@@ -6,10 +6,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <thread>
@@ -40,13 +42,21 @@ struct ChildGuard {
 
 constexpr auto kGraceAfterCancel = std::chrono::seconds(30);
 
-}  // namespace
+// A started child: forked and exec'd (a failed exec has been reported), not yet reaped.
+struct Child {
+    std::size_t job = 0;
+    std::unique_ptr<ChildGuard> guard;
+    std::filesystem::path out, err;
+    std::optional<std::chrono::steady_clock::time_point> interrupted_at;
+};
 
-ToolRun run_tool(const std::filesystem::path& exe, const std::vector<std::string>& args, const std::filesystem::path& log_dir,
-                 const std::string& name, const std::function<void()>& poll, const std::atomic<bool>* cancel) {
-    const std::filesystem::path out = log_dir / (name + ".out"), err = log_dir / (name + ".err");
+Child start_child(const std::filesystem::path& exe, const ToolJob& job, std::size_t index) {
+    Child c;
+    c.job = index;
+    c.out = job.log_dir / (job.name + ".out");
+    c.err = job.log_dir / (job.name + ".err");
     std::vector<std::string> argv_s = {exe.string()};
-    argv_s.insert(argv_s.end(), args.begin(), args.end());
+    argv_s.insert(argv_s.end(), job.args.begin(), job.args.end());
     std::vector<char*> argv;
     for (auto& a : argv_s) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -61,8 +71,8 @@ ToolRun run_tool(const std::filesystem::path& exe, const std::vector<std::string
     }
     if (pid == 0) {
         int e = 0;
-        const int fo = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        const int fe = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        const int fo = ::open(c.out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        const int fe = ::open(c.err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
         const int fi = ::open("/dev/null", O_RDONLY);
         if (fo < 0 || fe < 0 || fi < 0) {
             e = errno;
@@ -89,38 +99,73 @@ ToolRun run_tool(const std::filesystem::path& exe, const std::vector<std::string
         [[maybe_unused]] auto n = ::write(report[1], &e, sizeof e);
         ::_exit(127);
     }
-    ChildGuard guard{pid};
+    c.guard.reset(new ChildGuard{pid});  // not make_unique(ChildGuard{pid}): the temporary would kill the child
     ::close(report[1]);
     int exec_errno = 0;
     const auto got = ::read(report[0], &exec_errno, sizeof exec_errno);
     ::close(report[0]);
     if (got == static_cast<ssize_t>(sizeof exec_errno))
         throw io::FileError("cannot run " + exe.string() + ": " + std::strerror(exec_errno));
+    return c;
+}
 
-    std::optional<std::chrono::steady_clock::time_point> interrupted_at;
-    int status = 0;
+}  // namespace
+
+std::vector<ToolRun> run_tools(const std::filesystem::path& exe, const std::vector<ToolJob>& jobs, int parallel,
+                               const std::function<void()>& poll, const std::atomic<bool>* cancel) {
+    using clock = std::chrono::steady_clock;
+    std::vector<ToolRun> runs(jobs.size());
+    std::vector<Child> running;
+    std::size_t next = 0;
+    const std::size_t at_once = static_cast<std::size_t>(std::max(parallel, 1));
+    // Children are checked every 10 ms, so a short one (a perplexity of a small model) is not
+    // left waiting for the next poll; the caller's poll keeps its five times a second.
+    auto last_poll = clock::now();
     for (;;) {
-        const pid_t r = ::waitpid(pid, &status, WNOHANG);
-        if (r == pid) break;
-        if (r < 0 && errno != EINTR) throw io::FileError(std::string("waiting for ") + exe.string() + ": " + std::strerror(errno));
-        if (cancel && cancel->load()) {
-            const auto now = std::chrono::steady_clock::now();
-            if (!interrupted_at) {
-                ::kill(pid, SIGINT);  // finetune finishes its step, saves and exits
-                interrupted_at = now;
-            } else if (now - *interrupted_at > kGraceAfterCancel) {
-                ::kill(pid, SIGKILL);
-            }
+        const bool cancelled = cancel && cancel->load();
+        while (!cancelled && next < jobs.size() && running.size() < at_once) {
+            running.push_back(start_child(exe, jobs[next], next));
+            ++next;
         }
-        if (poll) poll();
-        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        if (running.empty()) break;
+        for (std::size_t i = 0; i < running.size();) {
+            Child& c = running[i];
+            int status = 0;
+            const pid_t r = ::waitpid(c.guard->pid, &status, WNOHANG);
+            if (r < 0 && errno != EINTR) throw io::FileError(std::string("waiting for ") + exe.string() + ": " + std::strerror(errno));
+            if (r == c.guard->pid) {
+                c.guard->reaped = true;
+                ToolRun& run = runs[c.job];
+                run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+                run.out = slurp(c.out);
+                run.err = slurp(c.err);
+                running.erase(running.begin() + static_cast<std::ptrdiff_t>(i));
+                continue;
+            }
+            if (cancelled) {
+                const auto now = clock::now();
+                if (!c.interrupted_at) {
+                    ::kill(c.guard->pid, SIGINT);  // finetune finishes its step, saves and exits
+                    c.interrupted_at = now;
+                } else if (now - *c.interrupted_at > kGraceAfterCancel) {
+                    ::kill(c.guard->pid, SIGKILL);
+                }
+            }
+            ++i;
+        }
+        if (running.empty() && (cancelled || next >= jobs.size())) break;
+        if (poll && clock::now() - last_poll >= std::chrono::milliseconds(200)) {
+            poll();
+            last_poll = clock::now();
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
-    guard.reaped = true;
-    ToolRun run;
-    run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    run.out = slurp(out);
-    run.err = slurp(err);
-    return run;
+    return runs;
+}
+
+ToolRun run_tool(const std::filesystem::path& exe, const std::vector<std::string>& args, const std::filesystem::path& log_dir,
+                 const std::string& name, const std::function<void()>& poll, const std::atomic<bool>* cancel) {
+    return run_tools(exe, {ToolJob{args, log_dir, name}}, 1, poll, cancel).front();
 }
 
 }  // namespace bitfsck::repair

@@ -190,6 +190,53 @@ TEST_CASE("finetune --options: one document for the run, typos and mixed flags r
     CHECK(r.err.find("broken.json: not JSON") != std::string::npos);
 }
 
+TEST_CASE("resurrect --control: the share of a never-collapsed run's quality the result recovers, at what token cost", "[resurrect][cli]") {
+    test::TempDir tmp;
+    const fs::path recipe = short_recipe(tmp);
+    const auto rj = test::read_json(recipe);
+    const std::int64_t tokens_per_step = rj["batch"].get<std::int64_t>() * rj["seq_len"].get<std::int64_t>();
+    // A control folder: its member named like the run's latest checkpoint is the one compared.
+    const fs::path control = tmp / "control_run";
+    fs::create_directories(control);
+    fs::copy_file(kRun / "step_000100.pt", control / "step_000100.pt");
+    fs::copy_file(kRun / "step_000050.pt", control / "step_000350.pt");
+    const fs::path out = tmp / "out";
+    auto r = run_bitfsck("resurrect " + test::quote(kRun) + data_flags() + " --recipe " + test::quote(recipe) + " --control " +
+                         test::quote(control) + " -o " + test::quote(out));
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+    auto log = test::read_json(out / "resurrection.json");
+    REQUIRE(log["control"].is_object());
+    CHECK(fs::path(log["control"]["checkpoint"].get<std::string>()).filename() == "step_000350.pt");
+    CHECK(log["control"]["tokens"].get<std::int64_t>() == 8 * tokens_per_step);
+    // That control (step 50 of the same run) is worse than the collapsed start: nothing to recover.
+    CHECK(log["control"]["measurement"]["val_loss"].get<double>() > log["start"]["val_loss"].get<double>());
+    CHECK(log["control"]["recovered"].is_null());
+    CHECK(r.out.find("was not worse than the control") != std::string::npos);
+    CHECK(test::read_text(out / "report.html").find("was not worse than the control") != std::string::npos);
+
+    // The first result as the control of the same recipe: it recovers all of the gap, exactly.
+    const fs::path out2 = tmp / "out2";
+    r = run_bitfsck("resurrect " + test::quote(kRun) + data_flags() + " --recipe " + test::quote(recipe) + " --control " +
+                    test::quote(out / "resurrected.pt") + " -o " + test::quote(out2));
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+    log = test::read_json(out2 / "resurrection.json");
+    REQUIRE(log["control"]["recovered"].is_number());
+    CHECK(log["control"]["recovered"].get<double>() == Approx(1.0).margin(1e-12));
+    CHECK(log["control"]["comparison"]["outcome"] == "no significant difference");
+    CHECK(log["control"]["comparison"]["result_loss"] == log["control"]["comparison"]["baseline_loss"]);
+    CHECK(r.out.find("closes 100% of the gap") != std::string::npos);
+
+    // A control folder without checkpoints fails at once, before any stage.
+    fs::create_directories(tmp / "empty");
+    r = run_bitfsck("resurrect " + test::quote(kRun) + data_flags() + " --recipe " + test::quote(recipe) + " --control " +
+                    test::quote(tmp / "empty") + " -o " + test::quote(tmp / "out3"));
+    CHECK(r.exit_code == 2);
+    CHECK(r.err.find("no checkpoints in the control folder") != std::string::npos);
+    CHECK_FALSE(fs::exists(tmp / "out3" / "measure_start"));
+}
+
 TEST_CASE("resurrect: bad input gets one line and a non-zero exit", "[resurrect][cli]") {
     test::TempDir tmp;
     auto r = run_bitfsck("resurrect " + test::quote(kRun) + " -o " + test::quote(tmp / "o"));

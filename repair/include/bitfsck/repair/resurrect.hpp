@@ -136,6 +136,21 @@ struct BaselineComparison {
 };
 std::string_view outcome_name(BaselineComparison::Outcome o);  // "beats", "no significant difference", "worse"
 
+// The result against a run of the same model that never collapsed (--control), on the same
+// validation windows: how much of the control's held-out quality the resurrection recovers, and
+// at what fine-tuning cost.
+struct ControlRecord {
+    std::string checkpoint;             // the control checkpoint measured
+    Measurement measurement;            // its validation loss (no probes)
+    BaselineComparison comparison;      // the result vs the control, paired (baseline = "control")
+    // (start - result) / (start - control): the share of the gap between the collapsed checkpoint
+    // and the control that the resurrection closed (1: as good as the control; above 1: better).
+    // NaN when the start was not worse than the control.
+    double recovered = 0;
+    std::int64_t tokens = 0;            // the fine-tuning stages' tokens: steps × batch × seq_len
+    std::string summary;                // the above in one sentence, as the CLI and report.html say it
+};
+
 struct ResurrectionLog {
     int schema_version = kResurrectionSchemaVersion;
     Recipe recipe;
@@ -151,6 +166,7 @@ struct ResurrectionLog {
     // interval that excludes 0; when not, that baseline's checkpoint is the one to use.
     std::optional<BaselineComparison> best_baseline;
     bool beats_best_baseline = true;
+    std::optional<ControlRecord> control;
     bool complete = false;
     double seconds = 0;
     bool already_complete = false;  // not written: this call found the run finished and reran nothing
@@ -164,6 +180,12 @@ struct ResurrectOptions {
     PlanOptions plan;
     std::filesystem::path bitfsck;         // the executable that runs finetune and the probes
     bool keep_going = false;               // apply rejected stages anyway
+    // Child processes at once (fine-tunes, perplexity and probes); 0: the cores over the recipe's
+    // threads. Each child's figures are the same however many run beside it.
+    int jobs = 0;
+    // A run of the same model that never collapsed, or one of its checkpoints: a folder gives its
+    // checkpoint named like the run's latest, else its last by name. Empty: none.
+    std::string control;
     // Phases done (the start, each stage, the baselines; unit: stages), the label says which and,
     // in a fine-tune, its step. A false return interrupts the running child (a fine-tune saves
     // what it reached) and throws Cancelled; the same call again continues from there.
