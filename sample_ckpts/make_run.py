@@ -72,11 +72,12 @@ COLLAPSE_STD = 1e-3
 COLLAPSE_ZERO_FRAC = 0.8
 
 
-def build_data():
-    """Concatenated file bytes (files joined by a newline), cut to a fixed token count."""
-    os.makedirs(RUN, exist_ok=True)
+def build_data(run=RUN, train_files=TRAIN_FILES, val_files=VAL_FILES, train_tokens=TRAIN_TOKENS, val_tokens=VAL_TOKENS):
+    """Concatenated file bytes (files joined by a newline), cut to a fixed token count (make_run2.py
+    calls it with its own folder and files)."""
+    os.makedirs(run, exist_ok=True)
     sources = {}
-    for split, files, n in (("train", TRAIN_FILES, TRAIN_TOKENS), ("val", VAL_FILES, VAL_TOKENS)):
+    for split, files, n in (("train", train_files, train_tokens), ("val", val_files, val_tokens)):
         blob = b""
         for name in files:
             with open(os.path.join(STDLIB, name), "rb") as f:
@@ -84,7 +85,7 @@ def build_data():
             sources[name] = hashlib.sha256(data).hexdigest()
             blob += data + b"\n"
         assert len(blob) >= n, (split, len(blob))
-        np.frombuffer(blob[:n], dtype=np.uint8).astype("<u2").tofile(os.path.join(RUN, f"{split}.bin"))
+        np.frombuffer(blob[:n], dtype=np.uint8).astype("<u2").tofile(os.path.join(run, f"{split}.bin"))
     return sources
 
 
