@@ -1,14 +1,19 @@
 #!/usr/bin/env python3
-"""Benchmarks `bitfsck resurrect` on the sample run (sample_ckpts/run/: the README's walk-through),
-one child process at a time (--jobs 1) against the default (independent children side by side),
-back to back in rounds, and checks that both give the same resurrection.json figure for figure.
+"""Benchmarks `bitfsck resurrect` on a fixture run (default sample_ckpts/run/: the README's
+walk-through; --run run2 for the second one, with its control), back to back in rounds:
 
-The walk-through plans the recipe (graft + 150 fine-tuning steps), measures every stage, runs
-the three baseline fine-tunes and measures the run's own checkpoints: about 30 child processes.
-Wall time is the median of --repeat rounds; the two variants alternate within a round, so a busy
-machine slows both alike.
+- the default plan (a search over 10 candidates by successive halving, then the baselines), with
+  independent children side by side (the default --jobs) and one at a time (--jobs 1), which must
+  give the same resurrection.json figure for figure;
+- the rule-based recipe (plan --no-search: graft + one double-well fine-tune of the same budget),
+  what resurrect ran before the search, measured on the same claims' windows as the search (its
+  recipe's eval_windows), for the time and the held-out loss the search buys.
 
-Usage: bench/bench_resurrect.py [--bitfsck build/cli/bitfsck] [--repeat 1] [--jobs 0]
+Wall time is the median of --repeat rounds; the variants alternate within a round, so a busy
+machine slows them alike. Each row also gives the result's validation loss (the claims' windows)
+and the best baseline's, from the log.
+
+Usage: bench/bench_resurrect.py [--bitfsck build/cli/bitfsck] [--repeat 1] [--jobs 0] [--run run|run2]
 Writes bench/out/resurrect_results.json and prints a table. Exit 1 when the logs differ.
 """
 import argparse
@@ -23,14 +28,14 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-RUN = HERE.parent / "sample_ckpts" / "run"
+SAMPLES = HERE.parent / "sample_ckpts"
 
 
-def resurrect(exe, out_dir, jobs):
-    cmd = [exe, "resurrect", str(RUN), "--tokens", str(RUN / "train.bin"), "--val-tokens", str(RUN / "val.bin"),
-           "-o", str(out_dir), "--quiet"]
-    if jobs is not None:
-        cmd += ["--jobs", str(jobs)]
+def resurrect(exe, run, out_dir, extra):
+    cmd = [exe, "resurrect", str(run), "--tokens", str(run / "train.bin"), "--val-tokens", str(run / "val.bin"),
+           "-o", str(out_dir), "--quiet"] + extra
+    if (run / "control").is_dir():
+        cmd += ["--control", str(run / "control")]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True)
     wall = time.perf_counter() - start
@@ -52,45 +57,75 @@ def figures(log, out_dir):
     return strip(log)
 
 
+def final_loss(log):
+    loss = log["start"]["val_loss"]
+    for s in log["stages"]:
+        if s["accepted"]:
+            loss = s["after"]["val_loss"]
+    return loss
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bitfsck", default=str(HERE.parent / "build" / "cli" / "bitfsck"))
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--jobs", type=int, default=0, help="the side-by-side variant's --jobs (0: resurrect's default)")
+    ap.add_argument("--run", default="run", help="the fixture run under sample_ckpts/ (run, run2)")
     args = ap.parse_args()
+    run = SAMPLES / args.run
 
-    variants = [("--jobs 1", 1), ("default" if args.jobs == 0 else f"--jobs {args.jobs}", None if args.jobs == 0 else args.jobs)]
-    walls = {name: [] for name, _ in variants}
+    side = [] if args.jobs == 0 else ["--jobs", str(args.jobs)]
+    # (name, flags, whether its log must equal the first search variant's)
+    variants = [("search, " + ("default jobs" if args.jobs == 0 else f"--jobs {args.jobs}"), side, True),
+                ("search, --jobs 1", ["--jobs", "1"], True),
+                ("rule-based (plan --no-search)", None, False)]
+    walls = {name: [] for name, _, _ in variants}
+    losses = {}
     reference = None
     same = True
     with tempfile.TemporaryDirectory(prefix="bench-resurrect-") as tmp:
         for r in range(args.repeat):
-            for name, jobs in variants:
-                out_dir = Path(tmp) / f"{r}-{name.replace(' ', '').replace('-', '')}"
-                wall, log = resurrect(args.bitfsck, out_dir, jobs)
+            for k, (name, flags, compared) in enumerate(variants):
+                out_dir = Path(tmp) / f"{r}-{k}"
+                if flags is None:  # the rule-based recipe, on the windows the search's claims used
+                    recipe = Path(tmp) / "rule_based.json"
+                    subprocess.run([args.bitfsck, "plan", str(run), "--no-search", "-o", str(recipe), "--quiet"], check=True,
+                                   capture_output=True)
+                    j = json.loads(recipe.read_text())
+                    j["eval_windows"] = reference["windows"]["claims"]
+                    recipe.write_text(json.dumps(j))
+                    flags = ["--recipe", str(recipe)] + side
+                wall, log = resurrect(args.bitfsck, run, out_dir, flags)
                 walls[name].append(wall)
-                f = figures(log, out_dir)
-                if reference is None:
-                    reference = f
-                elif f != reference:
-                    same = False
-                print(f"round {r + 1}: {name:10s} {wall:7.1f} s", flush=True)
+                best = log["best_baseline"]
+                losses[name] = {"result": final_loss(log), "best_baseline": best["baseline"] if best else None,
+                                "best_baseline_loss": best["baseline_loss"] if best else None,
+                                "beats_best_baseline": log["beats_best_baseline"], "claim_windows": log["windows"]["claims"]}
+                if compared:
+                    f = figures(log, out_dir)
+                    if reference is None:
+                        reference = f
+                    elif f != reference:
+                        same = False
+                print(f"round {r + 1}: {name:26s} {wall:7.1f} s  result {losses[name]['result']:.4f}", flush=True)
                 shutil.rmtree(out_dir)
 
-    serial = statistics.median(walls[variants[0][0]])
-    side = statistics.median(walls[variants[1][0]])
     result = {
-        "run": str(RUN), "cores": os.cpu_count(), "rounds": args.repeat,
+        "run": str(run), "cores": os.cpu_count(), "rounds": args.repeat,
         "load_average": os.getloadavg()[0],
         "wall_s": {name: statistics.median(w) for name, w in walls.items()},
-        "speedup_side_by_side": serial / side,
-        "identical_logs": same,
+        "losses": losses,
+        "identical_logs_across_jobs": same,
     }
     (HERE / "out").mkdir(exist_ok=True)
-    (HERE / "out" / "resurrect_results.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"resurrect on {RUN.name}: {variants[0][0]} {serial:.1f} s, {variants[1][0]} {side:.1f} s "
-          f"({serial / side:.2f}x), {os.cpu_count()} cores, load average {result['load_average']:.1f}; "
-          f"resurrection.json {'identical' if same else 'DIFFERS'}")
+    (HERE / "out" / f"resurrect_results_{args.run}.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nresurrect on {run.name}, {os.cpu_count()} cores, load average {result['load_average']:.1f}")
+    print("| variant | wall s | result val loss | best baseline | its loss |")
+    print("|---|---:|---:|---|---:|")
+    for name, _, _ in variants:
+        l = losses[name]
+        print(f"| {name} | {result['wall_s'][name]:.1f} | {l['result']:.4f} | {l['best_baseline']} | {l['best_baseline_loss']:.4f} |")
+    print(f"search logs with and without --jobs 1: {'identical' if same else 'DIFFER'}")
     return 0 if same else 1
 
 

@@ -16,11 +16,26 @@ namespace {
 struct ResurrectFlags {
     std::vector<std::string> inputs;
     std::string tokens, val_tokens, out_dir, recipe, replay, token_dtype = "u16";
-    std::int64_t steps = 150;
-    bool keep_going = false, json = false;
+    std::optional<std::int64_t> steps, budget_tokens;
+    bool keep_going = false, json = false, no_search = false;
     int jobs = 0;
     std::string control;
 };
+
+// The candidates, one line each: the selection loss at every rung each reached.
+void print_search(const repair::SearchRecord& r) {
+    std::cout << "         " << bold("candidates") << " (selection loss on " << r.selection_windows << " windows no claim uses; rungs of";
+    for (auto steps : r.rung_steps) std::cout << " " << steps;
+    std::cout << " steps)\n";
+    for (const auto& c : r.candidates) {
+        std::string losses;
+        for (std::size_t k = 0; k < r.rung_steps.size(); ++k) losses += k < c.rungs.size() ? fmt(" %.4f", c.rungs[k].second) : "       ";
+        std::string name = c.name;
+        if (name.size() < 64) name.resize(64, ' ');
+        const std::string line = "         " + name + losses;
+        std::cout << (c.winner ? green(line + "  won") : line) << "\n";
+    }
+}
 
 void print_log(const repair::ResurrectionLog& log) {
     char line[256];
@@ -31,6 +46,7 @@ void print_log(const repair::ResurrectionLog& log) {
                       s.after.val_loss, std::string(analysis::verdict_name(s.after.verdict)).c_str(), s.accepted ? "accepted" : "REJECTED");
         std::cout << (s.accepted ? std::string(line) : red(line)) << "\n";
         for (const auto& d : s.decisions) std::cout << "         " << d << "\n";
+        if (s.search) print_search(*s.search);
     }
     std::cout << bold("baselines") << "\n";
     for (const auto& b : log.baselines) {
@@ -74,6 +90,8 @@ void run(const ResurrectFlags& f, const char* argv0) {
     o.token_dtype = f.token_dtype;
     o.out_dir = f.out_dir;
     o.plan.finetune_steps = f.steps;
+    o.plan.budget_tokens = f.budget_tokens;
+    o.plan.search = !f.no_search;
     if (!f.recipe.empty()) {
         std::ifstream in(f.recipe);
         if (!in) throw io::FileError(f.recipe + ": cannot open");
@@ -115,7 +133,11 @@ void add_resurrect_subcommand(CLI::App& app) {
     sub->add_option("--token-dtype", f->token_dtype, "u16 or u32")->check(CLI::IsMember({"u16", "u32"}))->capture_default_str();
     sub->add_option("-o,--output", f->out_dir, "Output folder (created; a rerun with the same recipe resumes in it)");
     sub->add_option("--recipe", f->recipe, "Recipe JSON from `bitfsck plan -o` (default: plan now)")->check(CLI::ExistingFile);
-    sub->add_option("--steps", f->steps, "Fine-tuning steps when planning now")->capture_default_str();
+    sub->add_option("--steps", f->steps, "Fine-tuning steps when planning now (default: from --budget-tokens or the run)");
+    sub->add_option("--budget-tokens", f->budget_tokens, "Fine-tuning tokens when planning now, for the result and each baseline "
+                                                         "(default: half the tokens the run trained after its last healthy checkpoint)")
+        ->check(CLI::PositiveNumber);
+    sub->add_flag("--no-search", f->no_search, "When planning now: the rule-based recipe (graft or pick, one double-well fine-tune), no candidates");
     sub->add_flag("--keep-going", f->keep_going, "Keep stages that fail their gates");
     sub->add_option("--control", f->control, "A run of the same model that never collapsed (or one checkpoint of it): how much of its "
                                              "held-out quality the result recovers")->check(CLI::ExistingPath);
@@ -128,6 +150,8 @@ void add_resurrect_subcommand(CLI::App& app) {
                 "Writes OUT_DIR/resurrected.pt, stage_<i>_<kind>/, baseline_*/, resurrection.json and report.html.\n"
                 "Ctrl-C stops after saving; the same command again continues: completed stages are kept and an interrupted\n"
                 "fine-tune resumes from its last save (a finished folder says \"already complete\" and exits as it did).\n"
+                "Without --recipe the plan searches: candidates (start, regularizer, learning rate) by successive halving,\n"
+                "scored on the last quarter of the validation windows; the claims use the others.\n"
                 "Claims compare the result with each baseline (fine-tunes of the same budget, the run's checkpoints) by a paired\n"
                 "95% t-interval over the validation windows; a difference whose interval contains 0 is no difference.\n"
                 "Exit codes: 0 healthy result that beats the best baseline, 1 bad options or a failed stage, 2 unreadable input,\n"

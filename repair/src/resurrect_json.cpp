@@ -108,6 +108,36 @@ BaselineComparison comparison_from(const nlohmann::json& j) {
     return c;
 }
 
+ojson to_json(const SearchRecord& r) {
+    ojson candidates = ojson::array();
+    for (const auto& c : r.candidates) {
+        ojson rungs = ojson::array();
+        for (const auto& [steps, loss] : c.rungs) rungs.push_back({{"steps", steps}, {"selection_loss", loss}});
+        candidates.push_back({{"name", c.name}, {"start", c.start}, {"rungs", rungs}, {"winner", c.winner}, {"note", c.note}});
+    }
+    return {{"method", "successive halving"}, {"rung_steps", r.rung_steps}, {"selection_windows", r.selection_windows},
+            {"tokens", r.tokens}, {"winner", r.winner}, {"why", r.why}, {"candidates", candidates}};
+}
+
+SearchRecord search_from(const nlohmann::json& j) {
+    SearchRecord r;
+    r.rung_steps = j.at("rung_steps").get<std::vector<std::int64_t>>();
+    r.selection_windows = j.at("selection_windows").get<std::int64_t>();
+    r.tokens = j.at("tokens").get<std::int64_t>();
+    r.winner = j.at("winner").get<std::string>();
+    r.why = j.at("why").get<std::string>();
+    for (const auto& cj : j.at("candidates")) {
+        CandidateResult c;
+        c.name = cj.at("name").get<std::string>();
+        c.start = cj.at("start").get<std::string>();
+        for (const auto& rj : cj.at("rungs")) c.rungs.emplace_back(rj.at("steps").get<std::int64_t>(), rj.at("selection_loss").get<double>());
+        c.winner = cj.at("winner").get<bool>();
+        c.note = cj.at("note").get<std::string>();
+        r.candidates.push_back(std::move(c));
+    }
+    return r;
+}
+
 }  // namespace
 
 std::string_view outcome_name(BaselineComparison::Outcome o) {
@@ -131,6 +161,8 @@ ojson to_json(const ResurrectionLog& log) {
     ojson inputs = ojson::array();
     for (const auto& [f, h] : log.input_hashes) inputs.push_back({{"file", f}, {"content_hash", h}});
     j["inputs"] = inputs;
+    j["windows"] = {{"claims", log.claim_windows}, {"selection", log.selection_windows}};
+    j["budget_tokens"] = log.budget_tokens;
     j["start"] = to_json(log.start);
     ojson stages = ojson::array();
     for (const auto& s : log.stages) {
@@ -145,6 +177,7 @@ ojson to_json(const ResurrectionLog& log) {
         sj["decisions"] = s.decisions;
         sj["seconds"] = s.seconds;
         sj["after"] = to_json(s.after);
+        if (s.search) sj["search"] = to_json(*s.search);
         stages.push_back(sj);
     }
     j["stages"] = stages;
@@ -188,6 +221,11 @@ ResurrectionLog resurrection_log_from_json(const nlohmann::json& j, const std::s
         log.val_tokens_hash = d.at("val_tokens_hash").get<std::string>();
         log.token_dtype = d.at("token_dtype").get<std::string>();
         for (const auto& i : j.at("inputs")) log.input_hashes.emplace_back(i.at("file").get<std::string>(), i.at("content_hash").get<std::string>());
+        if (j.contains("windows")) {
+            log.claim_windows = j["windows"].value("claims", std::int64_t{0});
+            log.selection_windows = j["windows"].value("selection", std::int64_t{0});
+        }
+        log.budget_tokens = j.value("budget_tokens", std::int64_t{0});
         log.start = measurement_from(j.at("start"));
         for (const auto& sj : j.at("stages")) {
             StageRecord s;
@@ -201,6 +239,7 @@ ResurrectionLog resurrection_log_from_json(const nlohmann::json& j, const std::s
             s.decisions = sj.at("decisions").get<std::vector<std::string>>();
             s.seconds = sj.at("seconds").get<double>();
             s.after = measurement_from(sj.at("after"));
+            if (sj.contains("search") && sj["search"].is_object()) s.search = search_from(sj["search"]);
             log.stages.push_back(std::move(s));
         }
         for (const auto& b : j.at("baselines"))

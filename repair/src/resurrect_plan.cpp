@@ -30,14 +30,15 @@ std::string_view stage_name(StageKind k) {
         case StageKind::Align: return "align";
         case StageKind::Inflate: return "inflate";
         case StageKind::Finetune: return "finetune";
+        case StageKind::Search: return "search";
     }
     return "?";
 }
 
 StageKind parse_stage_kind(std::string_view s) {
-    for (StageKind k : {StageKind::Pick, StageKind::Graft, StageKind::Svd, StageKind::Align, StageKind::Inflate, StageKind::Finetune})
+    for (StageKind k : {StageKind::Pick, StageKind::Graft, StageKind::Svd, StageKind::Align, StageKind::Inflate, StageKind::Finetune, StageKind::Search})
         if (stage_name(k) == s) return k;
-    throw Error("unknown stage '" + std::string(s) + "' (pick, graft, svd, align, inflate, finetune)");
+    throw Error("unknown stage '" + std::string(s) + "' (pick, graft, svd, align, inflate, finetune, search)");
 }
 
 namespace {
@@ -60,30 +61,40 @@ double relative_change(const io::Checkpoint& a, const io::Checkpoint& b, const s
     return norm > 0 ? std::sqrt(diff / norm) : 0.0;
 }
 
-// The run's own anti-patterns, from the config stored in the checkpoint (make_run.py style:
-// config.train.{mlp_l2, weight_decay, lr}): what a plain continuation of the run would use.
+// A number of the training config stored in the checkpoint (make_run.py style: config.train.<key>).
+std::optional<double> train_config_number(const io::Checkpoint& ck, const std::string& key) {
+    const io::Value* root = ck.root();
+    if (!root || root->kind != io::ValueKind::Dict) return std::nullopt;
+    const io::Value* cfg = root->get("config");
+    if (!cfg || cfg->kind != io::ValueKind::Dict) return std::nullopt;
+    const io::Value* train = cfg->get("train");
+    if (!train || train->kind != io::ValueKind::Dict) return std::nullopt;
+    const io::Value* v = train->get(key);
+    if (!v) return std::nullopt;
+    if (v->kind == io::ValueKind::Float) return v->real;
+    if (v->kind == io::ValueKind::Int) return static_cast<double>(v->integer);
+    return std::nullopt;
+}
+
+// The run's own anti-patterns, from the config stored in the checkpoint (config.train.{mlp_l2,
+// attn_l2, weight_decay, attn_weight_decay}): what a plain continuation of the run would use.
 ojson original_optimizer_settings(const io::Checkpoint& ck, double lr, std::vector<std::string>& notes) {
     ojson settings = {{"optimizer", "adamw"}, {"lr", lr}, {"reg", ojson::array()}};
-    const io::Value* root = ck.root();
-    const io::Value* train = nullptr;
-    if (root && root->kind == io::ValueKind::Dict)
-        if (const io::Value* cfg = root->get("config"); cfg && cfg->kind == io::ValueKind::Dict) train = cfg->get("train");
-    auto number = [&](const char* key) -> std::optional<double> {
-        if (!train || train->kind != io::ValueKind::Dict) return std::nullopt;
-        const io::Value* v = train->get(key);
-        if (!v) return std::nullopt;
-        if (v->kind == io::ValueKind::Float) return v->real;
-        if (v->kind == io::ValueKind::Int) return static_cast<double>(v->integer);
-        return std::nullopt;
-    };
+    auto number = [&](const std::string& key) { return train_config_number(ck, key); };
     if (auto wd = number("weight_decay")) {
         settings["weight_decay"] = *wd;
         notes.push_back("config.train.weight_decay = " + fmt("%g", *wd) + " (decoupled, embeddings and norms)");
     }
     for (const char* role : {"mlp", "attn"}) {
-        if (auto l2 = number((std::string(role) + "_l2").c_str())) {
+        if (auto l2 = number(std::string(role) + "_l2")) {
             settings["reg"].push_back("decay:lambda=" + fmt("%g", *l2) + ",coupled,roles=" + role);
             notes.push_back("config.train." + std::string(role) + "_l2 = " + fmt("%g", *l2) + " (coupled L2 on the " + role + " matrices)");
+        }
+        // A decoupled decay on one role's matrices (AdamW-style): lr·λ·w taken off every step.
+        if (auto wd = number(std::string(role) + "_weight_decay")) {
+            settings["reg"].push_back("decay:lambda=" + fmt("%g", *wd) + ",decoupled,roles=" + role);
+            notes.push_back("config.train." + std::string(role) + "_weight_decay = " + fmt("%g", *wd) + " (decoupled decay on the " + role +
+                            " matrices)");
         }
     }
     if (notes.empty()) notes.push_back("no optimizer settings stored in the checkpoint: plain AdamW without weight decay");
@@ -148,51 +159,135 @@ Recipe plan_resurrection(const std::vector<std::string>& inputs, const PlanOptio
     std::string layer_list;
     for (int l : sick_layers) layer_list += (layer_list.empty() ? "" : ",") + std::to_string(l);
 
-    std::string start = r.latest;
+    const io::Checkpoint latest_ck = io::Checkpoint::open(r.latest);
+    // The run's own shapes and rate where its config stores them: the fine-tunes then train as the run did.
+    if (auto v = train_config_number(latest_ck, "seq_len"); v && *v >= 2) r.seq_len = static_cast<std::int64_t>(*v);
+    if (auto v = train_config_number(latest_ck, "batch_size"); v && *v >= 1) r.batch = static_cast<std::int64_t>(*v);
+    const std::optional<double> run_lr = train_config_number(latest_ck, "lr");
+    // The search's candidates train at the run's own rate; the rule-based recipe keeps the rate it
+    // always had (a short fine-tune at a run's peak rate can undo the graft before it recovers).
+    const double lr = options.lr ? *options.lr : options.search && run_lr ? *run_lr : 1e-3;
+
+    // The budget: what was asked, else half the tokens the run trained after the checkpoint it restarts from.
+    const std::int64_t tokens_per_step = r.batch * r.seq_len;
+    std::int64_t steps = 150;
+    std::string budget_reason = "150 steps (the run's checkpoints do not say how many tokens it trained after " +
+                                (from.empty() ? std::string("its start") : fs::path(from).filename().string()) + ")";
+    std::optional<std::int64_t> from_step;
+    for (const auto& p : tl.points)
+        if (p.file == from) from_step = p.step;
+    if (options.finetune_steps) {
+        steps = *options.finetune_steps;
+        budget_reason = std::to_string(steps) + " steps, as asked";
+    } else if (options.budget_tokens) {
+        steps = std::max<std::int64_t>(1, (*options.budget_tokens + tokens_per_step - 1) / tokens_per_step);
+        budget_reason = std::to_string(*options.budget_tokens) + " tokens, as asked";
+    } else if (from_step && latest.step > *from_step) {
+        const std::int64_t after = (latest.step - *from_step) * tokens_per_step;
+        steps = std::max<std::int64_t>(10, (after / 2 + tokens_per_step - 1) / tokens_per_step);
+        budget_reason = "half the " + std::to_string(after) + " tokens the run trained after " + fs::path(from).filename().string() + " (steps " +
+                        std::to_string(*from_step) + " to " + std::to_string(latest.step) + " of " + std::to_string(r.batch) + " × " +
+                        std::to_string(r.seq_len) + ")";
+    }
+    r.diagnosis.push_back("fine-tuning budget: " + std::to_string(steps * tokens_per_step) + " tokens, " + std::to_string(steps) + " steps of " +
+                          std::to_string(r.batch) + " × " + std::to_string(r.seq_len) + ": " + budget_reason);
+
+    std::string roles_spec;
+    for (const auto& role : roles) roles_spec += (roles_spec.empty() ? "" : "|") + role.get<std::string>();
+    const std::string like = from.empty() ? r.latest : from;
+    // The rule-based fine-tune: a double-well on the treated roles towards the healthy scale.
+    auto double_well_finetune = [&](double lambda, double rate) {
+        ojson reg = ojson::array();
+        if (!roles_spec.empty()) reg.push_back("double-well:lambda=" + fmt("%g", lambda) + ",target=like,roles=" + roles_spec);
+        return ojson{{"steps", steps}, {"lr", rate}, {"optimizer", "adamw"}, {"warmup", 10}, {"reg", reg}, {"like", like}};
+    };
+
+    // Graft when the roles that stayed healthy kept learning after `from`: their later state is
+    // worth more than going back in time for the whole model.
+    std::optional<RecipeStage> start_stage;
+    double change = 0;
     if (!from.empty() && from != r.latest && !sick_roles.empty()) {
-        // Graft when the roles that stayed healthy kept learning after `from`: their later state is
-        // worth more than going back in time for the whole model.
         std::set<analysis::Role> healthy_roles;
         for (const auto& l : latest.layers)
             if (analysis::role_is_ternary_matrix(l.role) && !sick_roles.count(l.role)) healthy_roles.insert(l.role);
-        const io::Checkpoint a = io::Checkpoint::open(r.latest), b = io::Checkpoint::open(from);
-        const double change = relative_change(a, b, healthy_roles);
+        change = relative_change(latest_ck, io::Checkpoint::open(from), healthy_roles);
+        RecipeStage st;
         if (change > 0.05) {
-            RecipeStage g;
-            g.kind = StageKind::Graft;
-            g.params = {{"base", r.latest}, {"donor", from}, {"roles", roles}, {"layers", layer_list}};
-            g.reason = "the healthy roles moved " + fmt("%.0f%%", 100 * change) + " (relative Frobenius) after " +
-                       fs::path(from).filename().string() + " and are still healthy: keep them from the latest checkpoint and take the " +
-                       "collapsed roles from the last healthy one";
-            r.stages.push_back(g);
+            st.kind = StageKind::Graft;
+            st.params = {{"base", r.latest}, {"donor", from}, {"roles", roles}, {"layers", layer_list}};
+            st.reason = "the healthy roles moved " + fmt("%.0f%%", 100 * change) + " (relative Frobenius) after " +
+                        fs::path(from).filename().string() + " and are still healthy: keep them from the latest checkpoint and take the " +
+                        "collapsed roles from the last healthy one";
         } else {
-            RecipeStage p;
-            p.kind = StageKind::Pick;
-            p.params = {{"checkpoint", from}};
-            p.reason = "the healthy roles changed only " + fmt("%.1f%%", 100 * change) + " after " + fs::path(from).filename().string() +
-                       ": go back to it whole";
-            r.stages.push_back(p);
+            st.kind = StageKind::Pick;
+            st.params = {{"checkpoint", from}};
+            st.reason = "the healthy roles changed only " + fmt("%.1f%%", 100 * change) + " after " + fs::path(from).filename().string() +
+                        ": go back to it whole";
         }
-        start = from;
+        start_stage = st;
     }
 
-    RecipeStage ft;
-    ft.kind = StageKind::Finetune;
-    const std::string like = from.empty() ? r.latest : from;
-    ojson reg = ojson::array();
-    std::string roles_spec;
-    for (const auto& role : roles) roles_spec += (roles_spec.empty() ? "" : "|") + role.get<std::string>();
-    if (!roles_spec.empty()) reg.push_back("double-well:lambda=1e-4,target=like,roles=" + roles_spec);
-    ft.params = {{"steps", options.finetune_steps}, {"lr", options.lr}, {"optimizer", "adamw"}, {"warmup", 10}, {"reg", reg}, {"like", like}};
-    ft.reason = roles_spec.empty() ? "fine-tune with the same budget as the baselines"
-                                   : "fine-tune without the decay that collapsed " + roles_spec + ", with a double-well pulling their weights to ±S, " +
-                                         "S the absmean of each layer-role in " + fs::path(like).filename().string();
-    r.stages.push_back(ft);
+    if (options.search && start_stage) {
+        // Candidates, each a start and a fine-tune, chosen by successive halving on validation
+        // windows the claims never use. Both starts always compete: the rule above only orders them.
+        RecipeStage search;
+        search.kind = StageKind::Search;
+        ojson candidates = ojson::array();
+        const std::vector<double> rates = options.lr || run_lr ? std::vector<double>{lr} : std::vector<double>{1e-3, 3e-3};
+        const std::string rate_source = options.lr ? "as asked" : run_lr ? "the run's own, config.train.lr" : "no lr in the run's config: a grid";
+        struct Reg {
+            std::string label, spec;
+        };
+        const std::string sel = ",target=like,roles=" + roles_spec;
+        const std::vector<Reg> regs = {{"double-well 1e-4", "double-well:lambda=1e-4" + sel}, {"double-well 1e-3", "double-well:lambda=1e-3" + sel},
+                                       {"three-peaks 1e-3", "three-peaks:lambda=1e-3" + sel}, {"wasserstein 1e-3", "wasserstein:lambda=1e-3" + sel},
+                                       {"no regularizer", ""}};
+        const std::string from_name = fs::path(from).filename().string();
+        const std::vector<std::pair<std::string, std::string>> starts = {{"graft", "graft"}, {from, from_name}};
+        for (const auto& [start, start_label] : starts)
+            for (const auto& reg : regs)
+                for (double rate : rates) {
+                    ojson ft = {{"lr", rate}, {"optimizer", "adamw"}, {"warmup", 10}, {"schedule", "constant"}, {"like", like},
+                                {"reg", reg.spec.empty() ? ojson::array() : ojson::array({reg.spec})}};
+                    candidates.push_back({{"name", start_label + ", " + reg.label + ", lr " + fmt("%g", rate)}, {"start", start}, {"finetune", ft}});
+                }
+        constexpr int kEta = 3;
+        std::vector<std::int64_t> rungs = {std::max<std::int64_t>(1, steps / (kEta * kEta)), std::max<std::int64_t>(1, steps / kEta), steps};
+        rungs.erase(std::unique(rungs.begin(), rungs.end()), rungs.end());
+        search.params = {{"steps", steps},
+                         {"rungs", rungs},
+                         {"eta", kEta},
+                         {"selection_fraction", 0.25},
+                         {"graft", {{"base", r.latest}, {"donor", from}, {"roles", roles}, {"layers", layer_list}}},
+                         {"candidates", candidates},
+                         {"baseline", double_well_finetune(1e-4, lr)}};
+        search.reason = std::to_string(candidates.size()) + " candidates (start: the graft or " + from_name +
+                        " whole; regularizer: double-well, three-peaks, Wasserstein or none; lr " + rate_source +
+                        ") trained on the same windows for " + std::to_string(rungs.front()) + " steps, the best third kept at each rung (" +
+                        [&] {
+                            std::string s;
+                            for (auto x : rungs) s += (s.empty() ? "" : ", ") + std::to_string(x);
+                            return s;
+                        }() +
+                        " steps), scored on the last quarter of the validation windows, which no claim uses. The graft: " +
+                        fs::path(r.latest).filename().string() + " with " + roles_spec + " from " + from_name + " (the healthy roles moved " +
+                        fmt("%.0f%%", 100 * change) + ", relative Frobenius, after " + from_name + ")";
+        r.stages.push_back(search);
+    } else {
+        if (start_stage) r.stages.push_back(*start_stage);
+        RecipeStage ft;
+        ft.kind = StageKind::Finetune;
+        ft.params = double_well_finetune(1e-4, lr);
+        ft.reason = roles_spec.empty() ? "fine-tune with the same budget as the baselines"
+                                       : "fine-tune without the decay that collapsed " + roles_spec + ", with a double-well pulling their weights to ±S, " +
+                                             "S the absmean of each layer-role in " + fs::path(like).filename().string();
+        r.stages.push_back(ft);
+    }
 
     std::vector<std::string> notes;
-    r.baseline_finetune = original_optimizer_settings(io::Checkpoint::open(r.latest), options.lr, notes);
+    r.baseline_finetune = original_optimizer_settings(latest_ck, lr, notes);
     r.baseline_finetune["notes"] = notes;
-    r.baseline_finetune["steps"] = options.finetune_steps;
+    r.baseline_finetune["steps"] = steps;
     r.baseline_finetune["warmup"] = 10;
     return r;
 }

@@ -126,6 +126,22 @@ std::string resurrection_report_html(const ResurrectionLog& log) {
         h << "</td></tr>";
     }
     h << "</table>";
+    for (const auto& s : log.stages) {
+        if (!s.search) continue;
+        const SearchRecord& r = *s.search;
+        h << "<h2>Candidates of stage " << s.index << " (successive halving)</h2><p>" << esc(r.why)
+          << ". Selection loss: the mean loss on the " << r.selection_windows
+          << " validation windows after the claims' windows (no claim uses them).</p><table><tr><th>#</th><th>candidate</th>";
+        for (auto steps : r.rung_steps) h << "<th>" << steps << " steps</th>";
+        h << "<th></th></tr>";
+        for (std::size_t i = 0; i < r.candidates.size(); ++i) {
+            const auto& c = r.candidates[i];
+            h << "<tr" << (c.winner ? " style='font-weight:bold'" : "") << "><td>" << i + 1 << "</td><td>" << esc(c.name) << "</td>";
+            for (std::size_t k = 0; k < r.rung_steps.size(); ++k) h << "<td>" << (k < c.rungs.size() ? fmt("%.4f", c.rungs[k].second) : "") << "</td>";
+            h << "<td class='" << (c.winner ? "ok" : "") << "'>" << esc(c.note) << "</td></tr>";
+        }
+        h << "</table>";
+    }
 
     std::vector<Bar> losses;
     losses.push_back({"start: " + log.recipe.latest, log.start.val_loss, "#999"});
@@ -147,7 +163,9 @@ std::string resurrection_report_html(const ResurrectionLog& log) {
     for (const auto& b : log.baselines)
         h << "<tr><td>" << esc(b.name) << "</td><td>" << esc(b.description) << "</td><td>" << fmt("%.4f", b.measurement.val_loss) << "</td><td>"
           << analysis::verdict_name(b.measurement.verdict) << "</td></tr>";
-    h << "</table><p>Data: " << esc(log.tokens) << " (training), " << esc(log.val_tokens) << " (validation); seed " << log.recipe.seed << ", "
+    h << "</table><p>Budget: " << log.budget_tokens << " fine-tuning tokens for the result and each fine-tuned baseline. Claims on the first "
+      << log.claim_windows << " validation windows" << (log.selection_windows ? ", a search's scores on the " + std::to_string(log.selection_windows) + " after them" : std::string())
+      << ".</p><p>Data: " << esc(log.tokens) << " (training), " << esc(log.val_tokens) << " (validation); seed " << log.recipe.seed << ", "
       << log.recipe.threads << " thread(s). Replay: <code>bitfsck resurrect --replay resurrection.json -o OTHER_DIR</code>.</p></body></html>\n";
     return h.str();
 }

@@ -18,221 +18,15 @@
 #include "bitfsck/repair/repair.hpp"
 #include "bitfsck/repair/repair_json.hpp"
 #include "bitfsck/repair/resurrect.hpp"
-#include "tool_process.hpp"
+#include "resurrect_runner.hpp"
+#include "resurrect_search.hpp"
 
 namespace bitfsck::repair {
 namespace fs = std::filesystem;
 using ojson = nlohmann::ordered_json;
+using namespace detail;
 
 namespace {
-
-std::string file_hash(const fs::path& p) { return analysis::content_hash(io::MappedFile(p)); }
-
-std::string one_line(std::string s) {
-    while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
-    const auto nl = s.rfind('\n');
-    return nl == std::string::npos ? s : s.substr(nl + 1);
-}
-
-// Recipes compared by meaning: a recipe read back from JSON has its objects' keys in another order
-// than the planner wrote them, and ordered_json's == would call the same recipe another run.
-bool same_json(const ojson& a, const ojson& b) { return nlohmann::json::parse(a.dump()) == nlohmann::json::parse(b.dump()); }
-
-struct Runner {
-    const ResurrectOptions& opt;
-    const Recipe& recipe;
-    std::string prompt;  // the degeneration probe's prompt: the first validation tokens
-    std::uint64_t done = 0, total = 1;  // phases: the start, each stage, the baselines
-    // Set once the callback returned false; run_tool then interrupts the child (finetune saves).
-    mutable std::atomic<bool> stop{false};
-    int parallel = 1;  // children at once
-
-    void say(const std::string& what) const {
-        last_label = what;
-        if (stop.load() || !opt.progress) return;
-        if (!opt.progress(Progress{done, total, ProgressUnit::Stages, what})) stop.store(true);
-    }
-    bool cancelled() const { return stop.load(); }
-
-    // The children of one phase, `parallel` at a time (each with the recipe's --threads).
-    std::vector<ToolRun> tools(const std::vector<ToolJob>& jobs, const std::function<void()>& poll = {}) const {
-        // Between polls the callback is asked too, so that a cancel is seen during every child.
-        auto ask = [&] {
-            if (poll) poll();
-            say(last_label);
-        };
-        std::vector<ToolRun> runs = run_tools(opt.bitfsck, jobs, parallel, ask, &stop);
-        // Interrupted: a fine-tune saved what it reached, the same command continues from it.
-        if (cancelled()) throw Cancelled();
-        for (std::size_t i = 0; i < jobs.size(); ++i) {
-            const ToolRun& r = runs[i];
-            // 4 and 5 are verdicts (degenerate generation, a collapsed result), not failures: the JSON is there.
-            const bool verdict = (r.exit_code == 4 || r.exit_code == 5) && !r.out.empty();
-            if (r.exit_code != 0 && !verdict)
-                throw Error("resurrect: `bitfsck " + jobs[i].args.front() + "` failed in " + jobs[i].log_dir.string() + " (exit " +
-                            std::to_string(r.exit_code) + "): " + one_line(r.err));
-        }
-        return runs;
-    }
-
-    mutable std::string last_label{};
-
-    std::vector<std::string> model_flags() const { return {"--threads", std::to_string(recipe.threads)}; }
-
-    struct MeasureJob {
-        fs::path checkpoint, dir;
-        bool probes = false;  // induction and a greedy generation besides the validation loss
-    };
-
-    Measurement measure(const fs::path& ckpt, const fs::path& dir, bool probes) const { return measure_all({{ckpt, dir, probes}}).front(); }
-
-    // Every checkpoint's scan here, and their perplexity (and probe) children side by side.
-    std::vector<Measurement> measure_all(const std::vector<MeasureJob>& list) const {
-        std::vector<Measurement> ms(list.size());
-        std::vector<ToolJob> jobs;
-        for (std::size_t k = 0; k < list.size(); ++k) {
-            const MeasureJob& mj = list[k];
-            fs::create_directories(mj.dir);
-            Measurement& m = ms[k];
-            m.checkpoint = mj.checkpoint.string();
-            m.content_hash = file_hash(mj.checkpoint);
-            const analysis::ScanReport scan = analysis::scan_checkpoint(io::Checkpoint::open(mj.checkpoint));
-            m.verdict = scan.verdict;
-            for (const auto& l : scan.layers) {
-                if (!analysis::role_is_ternary_matrix(l.role)) continue;
-                const std::string label = analysis::layer_role_label(l.layer, l.role);
-                m.roles.push_back({label, l.std, l.zero_frac, l.verdict});
-                if (l.verdict == analysis::Verdict::Collapsed) m.collapsed.push_back(label);
-            }
-            const std::string ckpt = mj.checkpoint.string();
-            std::vector<std::string> args = {"perplexity", ckpt, "--tokens", opt.val_tokens.string(), "--token-dtype", opt.token_dtype,
-                                             "--seq-len", std::to_string(recipe.seq_len), "--batch", "32", "--json", "--per-window"};
-            if (recipe.eval_windows > 0) args.insert(args.end(), {"--max-windows", std::to_string(recipe.eval_windows)});
-            for (auto& f : model_flags()) args.push_back(f);
-            jobs.push_back({args, mj.dir, "perplexity"});
-            if (!mj.probes) continue;
-            std::vector<std::string> ind = {"induction", ckpt, "--json"}, gen = {"generate", ckpt, "--prompt", prompt, "--max-new-tokens", "64", "--json"};
-            const std::vector<std::string> flags = model_flags();
-            for (auto* a : {&ind, &gen}) a->insert(a->end(), flags.begin(), flags.end());
-            jobs.push_back({ind, mj.dir, "induction"});
-            jobs.push_back({gen, mj.dir, "generate"});
-        }
-        const std::vector<ToolRun> runs = tools(jobs);
-        std::size_t j = 0;
-        for (std::size_t k = 0; k < list.size(); ++k) {
-            Measurement& m = ms[k];
-            const auto ppl = nlohmann::json::parse(runs[j++].out);
-            m.val_loss = ppl.at("loss").get<double>();
-            m.perplexity = ppl.at("perplexity").get<double>();
-            if (ppl.contains("window_losses"))
-                for (const auto& w : ppl["window_losses"]) m.window_losses.push_back(w.is_number() ? w.get<double>() : std::nan(""));
-            if (!list[k].probes) continue;
-            m.probes = true;
-            const auto ij = nlohmann::json::parse(runs[j++].out).at(0);
-            m.specialist_heads = ij.at("specialist_heads").get<std::int64_t>();
-            m.ipmr = ij.at("metrics").at("ipmr").get<std::vector<std::vector<double>>>();
-            for (std::size_t i = 0; i < ij.at("top_heads").size() && i < 3; ++i) {
-                const auto& h = ij["top_heads"][i];
-                m.top_heads += (i ? ", " : "") + std::string("L") + std::to_string(h["layer"].get<int>()) + ".H" +
-                               std::to_string(h["head"].get<int>()) + " " + fmt("%.3f", h["ipmr"].get<double>());
-            }
-            const auto gj = nlohmann::json::parse(runs[j++].out);
-            m.degenerate = gj.at("degeneration").at("degenerate").get<bool>();
-            m.degeneration_reasons = gj.at("degeneration").at("reasons").get<std::vector<std::string>>();
-            m.generation = gj.at("text").get<std::string>();
-        }
-        return ms;
-    }
-
-    // The stage's options as one document (`finetune --options`, model/finetune.hpp's reader):
-    // the recipe's shared settings and the stage's own parameters.
-    nlohmann::ordered_json finetune_document(const fs::path& input, const nlohmann::json& params, const fs::path& out) const {
-        ojson d;
-        d["input"] = input.string();
-        d["output"] = out.string();
-        d["tokens"] = opt.tokens.string();
-        d["val_tokens"] = opt.val_tokens.string();
-        d["token_dtype"] = opt.token_dtype;
-        d["seq_len"] = recipe.seq_len;
-        d["batch"] = recipe.batch;
-        d["seed"] = recipe.seed;
-        d["val_windows"] = std::max<std::int64_t>(recipe.eval_windows, 0);
-        d["threads"] = recipe.threads;
-        d["steps"] = params.value("steps", std::int64_t{100});
-        ojson optimizer = ojson::object();
-        if (params.contains("optimizer")) optimizer["kind"] = params["optimizer"];
-        if (params.contains("lr")) optimizer["lr"] = params["lr"];
-        if (params.contains("lr_other")) optimizer["lr_other"] = params["lr_other"];
-        if (params.contains("weight_decay")) optimizer["weight_decay_other"] = params["weight_decay"];
-        if (!optimizer.empty()) d["optimizer"] = optimizer;
-        if (params.contains("warmup")) d["schedule"] = {{"warmup", params["warmup"]}};
-        if (params.contains("like")) d["like"] = params["like"];
-        if (params.contains("reg")) d["regularizers"] = params["reg"];
-        return d;
-    }
-
-    struct FinetuneJob {
-        ToolJob job;
-        fs::path out, metrics;
-        std::int64_t steps = 0;
-        std::string label;
-        bool resuming = false;
-    };
-
-    // Fine-tuning `input` into dir/out.<ext> with the recipe's shared settings and `params`. An
-    // interrupted fine-tune of the same document continues from its last save (finetune --resume),
-    // which ends bit for bit where an uninterrupted one would.
-    FinetuneJob finetune_job(const fs::path& input, const nlohmann::json& params, const fs::path& dir, const std::string& label) const {
-        fs::create_directories(dir);
-        FinetuneJob f;
-        f.out = dir / ("out" + input.extension().string());
-        f.metrics = f.out.string() + ".metrics.jsonl";
-        f.steps = params.value("steps", std::int64_t{100});
-        f.label = label;
-        const fs::path doc_path = dir / "finetune_options.json";
-        const std::string doc = finetune_document(input, params, f.out).dump(2) + "\n";
-        f.resuming = fs::exists(fs::path(f.out.string() + ".state.json")) && fs::exists(doc_path) && [&] {
-            std::ifstream in(doc_path);
-            return std::string(std::istreambuf_iterator<char>(in), {}) == doc;
-        }();
-        if (f.resuming) {
-            f.job = {{"finetune", "--resume", "-o", f.out.string(), "--json"}, dir, "finetune"};
-        } else {
-            io::write_file_atomically(doc_path, doc);
-            f.job = {{"finetune", "--options", doc_path.string(), "--json"}, dir, "finetune"};
-        }
-        return f;
-    }
-
-    // Runs the fine-tunes side by side; the progress label names each one's step.
-    void finetune_all(const std::vector<FinetuneJob>& list) const {
-        std::vector<ToolJob> jobs;
-        for (const auto& f : list) jobs.push_back(f.job);
-        auto poll = [&] {
-            std::string label;
-            for (const auto& f : list) {
-                std::ifstream in(f.metrics);
-                if (!in) continue;  // not started yet
-                std::int64_t lines = 0;
-                for (std::string l; std::getline(in, l);) ++lines;
-                if (lines > f.steps) continue;  // done
-                label += (label.empty() ? "" : "; ") + f.label + ": step " + std::to_string(std::max<std::int64_t>(lines - 1, 0)) + "/" +
-                         std::to_string(f.steps);
-            }
-            if (!label.empty()) last_label = label;
-        };
-        std::string start;
-        for (const auto& f : list) start += (start.empty() ? "" : "; ") + f.label + (f.resuming ? ": resuming from its last save" : "");
-        last_label = start;
-        tools(jobs, poll);
-    }
-
-    fs::path finetune(const fs::path& input, const nlohmann::json& params, const fs::path& dir, const std::string& label) const {
-        FinetuneJob f = finetune_job(input, params, dir, label);
-        finetune_all({f});
-        return f.out;
-    }
-};
 
 std::vector<std::string> newly(const std::vector<std::string>& after, const std::vector<std::string>& before) {
     std::vector<std::string> out;
@@ -335,6 +129,17 @@ ResurrectionLog run_resurrection(const ResurrectOptions& opt) {
     // Children side by side where the recipe's threads leave cores idle (threads 1 on 2 cores: two).
     run.parallel = opt.jobs > 0 ? opt.jobs : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / std::max(recipe.threads, 1));
     run.total = recipe.stages.size() + (recipe.baselines ? 4 : 0) + 1;  // the start, the stages, three fine-tunes and the checkpoints
+    // Every measurement and claim on the first validation windows; a search scores on the rest.
+    const ValidationSplit split = split_validation(opt.val_tokens, opt.token_dtype, recipe.seq_len, selection_fraction(recipe), recipe.eval_windows);
+    // Without a search and without eval_windows, the children read every window themselves (0).
+    run.claim_windows = split.selection_windows == 0 && recipe.eval_windows <= 0 ? 0 : split.claim_windows;
+    log.claim_windows = split.claim_windows;
+    log.selection_windows = split.selection_windows;
+    // The budget every baseline gets: the recipe's fine-tuning steps (its finetune and search stages).
+    std::int64_t budget_steps = 0;
+    for (const auto& s : recipe.stages)
+        if (s.kind == StageKind::Finetune || s.kind == StageKind::Search) budget_steps += s.params.value("steps", std::int64_t{100});
+    log.budget_tokens = budget_steps * recipe.batch * recipe.seq_len;
     auto save_log = [&] {
         log.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         io::write_file_atomically(log_path, to_json(log).dump(2) + "\n");
@@ -416,6 +221,13 @@ ResurrectionLog run_resurrection(const ResurrectOptions& opt) {
                 break;
             }
             case StageKind::Finetune: out = run.finetune(current_file, p, dir, label); break;
+            case StageKind::Search: {
+                SearchOutcome so = run_search(run, p, dir, split);
+                out = so.output;
+                rec.decisions.push_back(so.record.why);
+                rec.search = std::move(so.record);
+                break;
+            }
         }
         rec.output = out.string();
         rec.after = run.measure(out, dir, true);
@@ -459,13 +271,11 @@ ResurrectionLog run_resurrection(const ResurrectOptions& opt) {
         // fine-tune stages' steps, the same batch, windows and data): keep training the latest
         // checkpoint as the run did; the same without the decay that collapsed it; and the recipe's
         // own fine-tune from the last healthy checkpoint, without the graft.
-        std::int64_t steps = 0;
-        nlohmann::json ft_params;
+        const std::int64_t steps = budget_steps;
+        nlohmann::json ft_params;  // the fine-tune from the last healthy checkpoint: the recipe's first, or a search's rule-based one
         for (const auto& s : recipe.stages)
-            if (s.kind == StageKind::Finetune) {
-                steps += s.params.value("steps", std::int64_t{100});
-                if (ft_params.is_null()) ft_params = s.params;
-            }
+            if (ft_params.is_null() && s.kind == StageKind::Finetune) ft_params = s.params;
+            else if (ft_params.is_null() && s.kind == StageKind::Search && s.params.contains("baseline")) ft_params = s.params["baseline"];
         // Collected first, then fine-tuned side by side and measured together with the run's own
         // checkpoints: the children are independent, so the figures are those of one at a time.
         struct Planned {
@@ -501,10 +311,19 @@ ResurrectionLog run_resurrection(const ResurrectOptions& opt) {
                                    "the same fine-tuning of " + fs::path(recipe.latest).filename().string() + " without the decay regularizers that collapsed the run",
                                    recipe.latest, no_decay, "baseline_no_decay");
             if (recipe.last_healthy && *recipe.last_healthy != recipe.latest)
-                fine_tune_baseline("last healthy + the recipe's fine-tune",
-                                   "the recipe's own fine-tune (" + budget + ") from the last healthy checkpoint " +
-                                       fs::path(*recipe.last_healthy).filename().string() + ", without its other stages",
-                                   *recipe.last_healthy, ft_params, "baseline_last_healthy");
+            {
+                const bool searched = std::any_of(recipe.stages.begin(), recipe.stages.end(), [](const RecipeStage& s) { return s.kind == StageKind::Search; });
+                if (searched)
+                    fine_tune_baseline("last healthy + double-well",
+                                       "the rule-based double-well fine-tune (" + budget + ", " + ft_params.value("reg", nlohmann::json::array()).dump() +
+                                           ") from the last healthy checkpoint " + fs::path(*recipe.last_healthy).filename().string(),
+                                       *recipe.last_healthy, ft_params, "baseline_last_healthy");
+                else
+                    fine_tune_baseline("last healthy + the recipe's fine-tune",
+                                       "the recipe's own fine-tune (" + budget + ") from the last healthy checkpoint " +
+                                           fs::path(*recipe.last_healthy).filename().string() + ", without its other stages",
+                                       *recipe.last_healthy, ft_params, "baseline_last_healthy");
+            }
         }
         if (!planned.empty()) {
             run.say("baselines: " + std::to_string(planned.size()) + " fine-tunes");
@@ -556,8 +375,7 @@ ResurrectionLog run_resurrection(const ResurrectOptions& opt) {
         c.comparison = compare(final_m, "control", c.measurement);
         const double gap = log.start.val_loss - c.measurement.val_loss;
         c.recovered = gap > 0 ? (log.start.val_loss - final_m.val_loss) / gap : std::nan("");
-        for (const auto& s : log.stages)
-            if (s.stage.kind == StageKind::Finetune) c.tokens += s.stage.params.value("steps", std::int64_t{100}) * recipe.batch * recipe.seq_len;
+        c.tokens = log.budget_tokens;
         const BaselineComparison& k = c.comparison;
         c.summary = (std::isfinite(c.recovered) ? "the result closes " + fmt("%.0f%%", 100 * c.recovered) + " of the gap from the start (" +
                                                       fmt("%.4f", log.start.val_loss) + ") to the control (" + fmt("%.4f", k.baseline_loss) + ")"

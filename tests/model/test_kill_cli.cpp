@@ -80,10 +80,13 @@ TEST_CASE("kill -9 of resurrect, at random and mid-save: the same command again 
     auto j = test::read_json(recipe);
     j["eval_windows"] = 32;
     j["baselines"] = false;
+    // The default plan: a search over 10 candidates (rungs of 1, 2 and 8 steps), continued candidate
+    // by candidate; --keep-going keeps its output even though 8 steps do not pay back the graft.
+    REQUIRE(j["stages"][0]["stage"] == "search");
     test::write_bytes(recipe, j.dump(2));
     auto argv = [&](const fs::path& out) {
         return std::vector<std::string>{test::cli_path().string(), "resurrect", kRun.string(), "--tokens", (kRun / "train.bin").string(),
-                                        "--val-tokens", (kRun / "val.bin").string(), "--recipe", recipe.string(), "-o", out.string()};
+                                        "--val-tokens", (kRun / "val.bin").string(), "--recipe", recipe.string(), "--keep-going", "-o", out.string()};
     };
     const auto straight = test::spawn_and_kill(argv(tmp / "ref"), [] { return false; });
     REQUIRE(straight.exit_code == 0);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <set>
 
 #include "support.hpp"
 
@@ -21,7 +22,7 @@ std::string data_flags() {
 // plan -o, then the edits: a short fine-tune, fewer evaluation windows, no baselines.
 fs::path short_recipe(const test::TempDir& tmp, const std::function<void(nlohmann::json&)>& edit = {}) {
     const fs::path recipe = tmp / "recipe.json";
-    const auto r = run_bitfsck("plan " + test::quote(kRun) + " --steps 8 -o " + test::quote(recipe));
+    const auto r = run_bitfsck("plan " + test::quote(kRun) + " --no-search --steps 8 -o " + test::quote(recipe));
     REQUIRE(r.exit_code == 0);
     auto j = test::read_json(recipe);
     j["eval_windows"] = 64;
@@ -34,7 +35,42 @@ fs::path short_recipe(const test::TempDir& tmp, const std::function<void(nlohman
 }  // namespace
 
 TEST_CASE("plan: the diagnosis and a recipe with reasons", "[resurrect][cli]") {
-    const auto r = run_bitfsck("plan " + test::quote(kRun) + " --json");
+    // By default: one search stage over candidates, the budget from the run itself.
+    const auto searched = run_bitfsck("plan " + test::quote(kRun) + " --json");
+    INFO(searched.err);
+    REQUIRE(searched.exit_code == 0);
+    const auto sj = nlohmann::json::parse(searched.out);
+    REQUIRE(sj["stages"].size() == 1);
+    const auto& search = sj["stages"][0];
+    CHECK(search["stage"] == "search");
+    // Half the tokens the run trained after its last healthy checkpoint: (350 − 50) × 16 × 64 / 2.
+    CHECK(search["params"]["steps"] == 150);
+    CHECK(search["params"]["rungs"] == nlohmann::json({16, 50, 150}));
+    CHECK(search["params"]["graft"]["roles"] == nlohmann::json({"mlp_gate", "mlp_up", "mlp_down"}));
+    const auto& candidates = search["params"]["candidates"];
+    REQUIRE(candidates.size() == 10);  // 2 starts × 5 regularizers × the run's own learning rate
+    std::set<std::string> starts, names;
+    for (const auto& c : candidates) {
+        starts.insert(c["start"].get<std::string>());
+        names.insert(c["name"].get<std::string>());
+        CHECK(c["finetune"]["lr"].get<double>() == 3e-3);  // config.train.lr of the run
+        CHECK(c["finetune"]["schedule"] == "constant");    // so that a continued candidate is the longer run
+    }
+    CHECK(names.size() == candidates.size());
+    REQUIRE(starts.size() == 2);
+    CHECK(starts.count("graft") == 1);
+    CHECK(std::any_of(starts.begin(), starts.end(), [](const std::string& s) { return s.find("step_000050.pt") != std::string::npos; }));
+    CHECK(search["reason"].get<std::string>().find("best third kept at each rung") != std::string::npos);
+    const auto budget_diag = std::find_if(sj["diagnosis"].begin(), sj["diagnosis"].end(),
+                                          [](const nlohmann::json& d) { return d.get<std::string>().rfind("fine-tuning budget", 0) == 0; });
+    REQUIRE(budget_diag != sj["diagnosis"].end());
+    CHECK(budget_diag->get<std::string>().find("153600 tokens") != std::string::npos);
+    // --budget-tokens: whole steps of batch × seq_len, rounded up.
+    const auto budget = run_bitfsck("plan " + test::quote(kRun) + " --budget-tokens 20000 --json");
+    REQUIRE(budget.exit_code == 0);
+    CHECK(nlohmann::json::parse(budget.out)["stages"][0]["params"]["steps"] == 20);
+
+    const auto r = run_bitfsck("plan " + test::quote(kRun) + " --no-search --json");
     INFO(r.err);
     REQUIRE(r.exit_code == 0);
     const auto j = nlohmann::json::parse(r.out);
@@ -112,7 +148,7 @@ TEST_CASE("resurrect: Ctrl-C in the fine-tune, then the same command continues i
     test::TempDir tmp;
     const fs::path out = tmp / "out";
     // Planned now (no --recipe): the rerun must recognise the plan it made before as the same run.
-    const std::string cmd = "resurrect " + test::quote(kRun) + data_flags() + " --steps 40 -o " + test::quote(out);
+    const std::string cmd = "resurrect " + test::quote(kRun) + data_flags() + " --no-search --steps 40 -o " + test::quote(out);
     const fs::path metrics = out / "stage_2_finetune" / "out.pt.metrics.jsonl";
     // Interrupted once the fine-tune has taken a few steps (its metrics file: one line per step).
     const auto first = test::run_command(
@@ -235,6 +271,72 @@ TEST_CASE("resurrect --control: the share of a never-collapsed run's quality the
     CHECK(r.exit_code == 2);
     CHECK(r.err.find("no checkpoints in the control folder") != std::string::npos);
     CHECK_FALSE(fs::exists(tmp / "out3" / "measure_start"));
+}
+
+TEST_CASE("resurrect: a search halves its candidates on selection windows, deterministically, and trains the winner the whole budget",
+          "[resurrect][cli]") {
+    test::TempDir tmp;
+    const fs::path recipe = tmp / "recipe.json";
+    REQUIRE(run_bitfsck("plan " + test::quote(kRun) + " --steps 9 -o " + test::quote(recipe)).exit_code == 0);
+    auto j = test::read_json(recipe);
+    j["baselines"] = false;
+    test::write_bytes(recipe, j.dump(2));
+    REQUIRE(j["stages"][0]["params"]["rungs"] == nlohmann::json({1, 3, 9}));
+    auto resurrect = [&](const fs::path& out) {
+        // 9 steps do not make up for the graft's loss: --keep-going keeps the stage the gate rejects.
+        const auto r = run_bitfsck("resurrect " + test::quote(kRun) + data_flags() + " --recipe " + test::quote(recipe) + " --keep-going -o " +
+                                   test::quote(out));
+        INFO(r.out << r.err);
+        REQUIRE(r.exit_code == 0);
+        CHECK(r.out.find("won") != std::string::npos);  // the candidate table
+        return test::read_json(out / "resurrection.json");
+    };
+    const auto log = resurrect(tmp / "a");
+    REQUIRE(log["stages"].size() == 1);
+    const auto& stage = log["stages"][0];
+    const auto& search = stage["search"];
+    // 468 windows of 64 tokens: the last quarter scores, the first 351 hold every claim.
+    CHECK(log["windows"]["claims"] == 351);
+    CHECK(search["selection_windows"] == log["windows"]["selection"]);
+    CHECK(search["selection_windows"].get<std::int64_t>() >= 116);
+    CHECK(log["start"]["window_losses"].size() == 351);
+    // 10 candidates at 1 step, the best ⌈10/3⌉ = 4 at 3 steps, the best 2 at 9; one winner.
+    std::vector<int> reached(4, 0);
+    int winners = 0;
+    std::string winner_folder;
+    for (std::size_t i = 0; i < search["candidates"].size(); ++i) {
+        const auto& c = search["candidates"][i];
+        reached[c["rungs"].size()] += 1;
+        if (c["winner"].get<bool>()) {
+            ++winners;
+            CHECK(c["rungs"].back()["steps"] == 9);
+            winner_folder = "candidate_" + std::string(i + 1 < 10 ? "0" : "") + std::to_string(i + 1);
+        } else {
+            CHECK(c["note"].get<std::string>().find("stopped after") == 0);
+        }
+    }
+    CHECK(reached == std::vector<int>({0, 6, 2, 2}));
+    CHECK(winners == 1);
+    CHECK(fs::path(stage["output"].get<std::string>()).parent_path().filename() == winner_folder);
+    CHECK(search["tokens"].get<std::int64_t>() == (6 * 1 + 2 * 3 + 2 * 9) * 16 * 64);
+
+    // The winner, continued from rung to rung, is the run of the whole budget: its options document
+    // with steps 9, trained straight, gives the same weights bit for bit.
+    const fs::path stage_dir = tmp / "a" / "stage_1_search";
+    auto doc = test::read_json(stage_dir / winner_folder / "finetune_options.json");
+    CHECK(doc["val_tokens"].get<std::string>().find("selection_tokens.npy") != std::string::npos);
+    doc["steps"] = 9;
+    test::write_bytes(tmp / "straight.json", doc.dump());
+    const auto straight = run_bitfsck("finetune --options " + test::quote(tmp / "straight.json") + " -o " + test::quote(tmp / "straight.pt") + " --json");
+    INFO(straight.err);
+    REQUIRE(straight.exit_code == 0);
+    CHECK(test::read_text(tmp / "straight.pt") == test::read_text(stage["output"].get<std::string>()));
+
+    // Deterministic for a seed: the same search in another folder scores and chooses the same.
+    const auto again = resurrect(tmp / "b");
+    CHECK(again["stages"][0]["search"]["candidates"] == search["candidates"]);
+    CHECK(again["stages"][0]["after"]["val_loss"] == stage["after"]["val_loss"]);
+    CHECK(test::read_text(tmp / "b" / "report.html").find("Candidates of stage 1") != std::string::npos);
 }
 
 TEST_CASE("resurrect: bad input gets one line and a non-zero exit", "[resurrect][cli]") {

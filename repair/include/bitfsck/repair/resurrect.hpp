@@ -27,7 +27,7 @@ namespace bitfsck::repair {
 
 inline constexpr int kResurrectionSchemaVersion = 1;
 
-enum class StageKind { Pick, Graft, Svd, Align, Inflate, Finetune };
+enum class StageKind { Pick, Graft, Svd, Align, Inflate, Finetune, Search };
 std::string_view stage_name(StageKind k);
 StageKind parse_stage_kind(std::string_view s);  // throws bitfsck::Error
 
@@ -37,6 +37,10 @@ StageKind parse_stage_kind(std::string_view s);  // throws bitfsck::Error
 //             the base's tensors with the selected ones taken from the donor
 //   svd|align|inflate  {"step": <repair step JSON>, "selection": {...}, "like": path}
 //   finetune  {"steps", "lr", "lr_other", "optimizer", "reg": ["double-well:..."], "like": path, "warmup"}
+//   search    {"steps", "rungs": [steps...], "eta", "selection_fraction", "graft": {graft params},
+//              "candidates": [{"name", "start": path or "graft", "finetune": {finetune params}}],
+//              "baseline": {finetune params}}
+//             candidates chosen by successive halving (see run_search in resurrect_search.cpp)
 struct RecipeStage {
     StageKind kind = StageKind::Pick;
     nlohmann::ordered_json params = nlohmann::ordered_json::object();
@@ -68,8 +72,15 @@ struct Recipe {
 
 struct PlanOptions {
     analysis::Thresholds thresholds;
-    std::int64_t finetune_steps = 150;
-    double lr = 1e-3;
+    // The fine-tuning budget, in steps of the recipe's batch × seq_len tokens. Neither set: half the
+    // tokens the run trained after its last healthy checkpoint (its config's batch and sequence
+    // length and the checkpoints' steps), else 150 steps.
+    std::optional<std::int64_t> finetune_steps, budget_tokens;
+    // The candidates' learning rate; none: the run's own (config.train.lr) where stored, else a grid.
+    std::optional<double> lr;
+    // Choose the start, regularizer and learning rate by successive halving over candidates (a
+    // search stage); false: the rule-based recipe (graft or pick, then one double-well fine-tune).
+    bool search = true;
     ProgressCallback progress;  // bytes of the run scanned; false stops the plan (Cancelled)
 };
 
@@ -110,6 +121,22 @@ struct Measurement {
     std::string generation;
 };
 
+// A search stage's candidates: each one's selection loss (the validation windows the claims never
+// use) at every rung it reached, and why the winner won.
+struct CandidateResult {
+    std::string name, start;                              // start: a checkpoint, or the search's graft
+    std::vector<std::pair<std::int64_t, double>> rungs;   // (steps trained, selection loss)
+    bool winner = false;
+    std::string note;                                     // why it stopped, or why it won
+};
+struct SearchRecord {
+    std::vector<std::int64_t> rung_steps;
+    std::int64_t selection_windows = 0;
+    std::int64_t tokens = 0;             // every candidate's fine-tuning together
+    std::vector<CandidateResult> candidates;
+    std::string winner, why;
+};
+
 struct StageRecord {
     std::size_t index = 0;
     RecipeStage stage;
@@ -118,6 +145,7 @@ struct StageRecord {
     bool accepted = true;
     std::vector<std::string> decisions;
     double seconds = 0;
+    std::optional<SearchRecord> search;  // search stages
 };
 
 struct BaselineRecord {
@@ -156,6 +184,10 @@ struct ResurrectionLog {
     Recipe recipe;
     std::string tokens, val_tokens, tokens_hash, val_tokens_hash, token_dtype;
     std::vector<std::pair<std::string, std::string>> input_hashes;
+    // Validation windows every measurement and claim uses (the first ones of val_tokens), and the
+    // ones after them that a search scored its candidates on (0 without a search).
+    std::int64_t claim_windows = 0, selection_windows = 0;
+    std::int64_t budget_tokens = 0;     // each baseline's fine-tuning tokens: the result's
     Measurement start;                  // the run's latest checkpoint
     std::vector<StageRecord> stages;
     std::vector<BaselineRecord> baselines;
