@@ -1,4 +1,5 @@
 // bitfsck resurrect RUN_DIR|CKPT... --tokens TRAIN --val-tokens VAL -o OUT_DIR: run a recipe.
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -27,11 +28,13 @@ void print_search(const repair::SearchRecord& r) {
     std::cout << "         " << bold("candidates") << " (selection loss on " << r.selection_windows << " windows no claim uses; rungs of";
     for (auto steps : r.rung_steps) std::cout << " " << steps;
     std::cout << " steps)\n";
+    std::size_t width = 0;
+    for (const auto& c : r.candidates) width = std::max(width, c.name.size());
     for (const auto& c : r.candidates) {
         std::string losses;
         for (std::size_t k = 0; k < r.rung_steps.size(); ++k) losses += k < c.rungs.size() ? fmt(" %.4f", c.rungs[k].second) : "       ";
         std::string name = c.name;
-        if (name.size() < 64) name.resize(64, ' ');
+        name.resize(width + 1, ' ');
         const std::string line = "         " + name + losses;
         std::cout << (c.winner ? green(line + "  won") : line) << "\n";
     }
