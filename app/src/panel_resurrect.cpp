@@ -136,6 +136,31 @@ void draw_results(const repair::ResurrectionLog& log) {
         for (const auto& b : log.baselines) row("-", "baseline: " + b.name, b.measurement, {b.description}, true);
         ImGui::EndTable();
     }
+    for (const auto& s : log.stages) {
+        if (!s.search) continue;
+        const repair::SearchRecord& r = *s.search;
+        heading(("Candidates of stage " + std::to_string(s.index) + ": selection loss at each rung (windows no claim uses)").c_str());
+        ImGui::TextWrapped("%s", r.why.c_str());
+        const int columns = 2 + static_cast<int>(r.rung_steps.size());
+        if (ImGui::BeginTable(("candidates" + std::to_string(s.index)).c_str(), columns, ImGuiTableFlags_Borders | ImGuiTableFlags_RowBg)) {
+            ImGui::TableSetupColumn("candidate", ImGuiTableColumnFlags_WidthStretch);
+            for (auto steps : r.rung_steps) ImGui::TableSetupColumn((std::to_string(steps) + " steps").c_str(), ImGuiTableColumnFlags_WidthFixed, 80);
+            ImGui::TableSetupColumn("", ImGuiTableColumnFlags_WidthFixed, 40);
+            ImGui::TableHeadersRow();
+            for (const auto& c : r.candidates) {
+                ImGui::TableNextRow();
+                ImGui::TableNextColumn();
+                ImGui::TextUnformatted(c.name.c_str());
+                for (std::size_t k = 0; k < r.rung_steps.size(); ++k) {
+                    ImGui::TableNextColumn();
+                    if (k < c.rungs.size()) ImGui::Text("%.4f", c.rungs[k].second);
+                }
+                ImGui::TableNextColumn();
+                if (c.winner) ImGui::TextColored(ImVec4(0.45f, 0.85f, 0.45f, 1), "won");
+            }
+            ImGui::EndTable();
+        }
+    }
     draw_ipmr("before", log.start, "IPMR before");
     ImGui::SameLine(0, 40);
     draw_ipmr("after", *final_m, "IPMR after");
@@ -203,8 +228,16 @@ void draw_resurrect(AppState& s) {
             ImGui::SameLine();
             ImGui::Text("%zu. %s", i + 1, std::string(repair::stage_name(st.kind)).c_str());
             ImGui::SameLine();
-            ImGui::TextDisabled("%s", st.params.dump().c_str());
             ImGui::Indent(20);
+            if (st.kind == repair::StageKind::Search) {
+                // A page of JSON: the budget, the rungs and the candidates by name instead.
+                ImGui::TextDisabled("%lld steps, rungs %s", static_cast<long long>(st.params.value("steps", std::int64_t{0})),
+                                    st.params.value("rungs", nlohmann::json::array()).dump().c_str());
+                for (const auto& c : st.params.value("candidates", nlohmann::json::array()))
+                    ImGui::BulletText("%s", c.value("name", std::string()).c_str());
+            } else {
+                ImGui::TextDisabled("%s", st.params.dump().c_str());
+            }
             ImGui::PushStyleColor(ImGuiCol_Text, ImVec4(0.7f, 0.7f, 0.7f, 1));
             ImGui::TextWrapped("why: %s", st.reason.c_str());
             ImGui::PopStyleColor();

@@ -239,9 +239,11 @@ Recipe plan_resurrection(const std::vector<std::string>& inputs, const PlanOptio
             std::string label, spec;
         };
         const std::string sel = ",target=like,roles=" + roles_spec;
-        const std::vector<Reg> regs = {{"double-well 1e-4", "double-well:lambda=1e-4" + sel}, {"double-well 1e-3", "double-well:lambda=1e-3" + sel},
-                                       {"three-peaks 1e-3", "three-peaks:lambda=1e-3" + sel}, {"wasserstein 1e-3", "wasserstein:lambda=1e-3" + sel},
-                                       {"no regularizer", ""}};
+        // Each regularizer at two strengths a decade apart (the fine-tuning docs' range), and none.
+        std::vector<Reg> regs;
+        for (const char* name : {"double-well", "three-peaks", "wasserstein"})
+            for (const char* lambda : {"1e-4", "1e-3"}) regs.push_back({std::string(name) + " " + lambda, std::string(name) + ":lambda=" + lambda + sel});
+        regs.push_back({"no regularizer", ""});
         const std::string from_name = fs::path(from).filename().string();
         const std::vector<std::pair<std::string, std::string>> starts = {{"graft", "graft"}, {from, from_name}};
         for (const auto& [start, start_label] : starts)
@@ -262,7 +264,7 @@ Recipe plan_resurrection(const std::vector<std::string>& inputs, const PlanOptio
                          {"candidates", candidates},
                          {"baseline", double_well_finetune(1e-4, lr)}};
         search.reason = std::to_string(candidates.size()) + " candidates (start: the graft or " + from_name +
-                        " whole; regularizer: double-well, three-peaks, Wasserstein or none; lr " + rate_source +
+                        " whole; regularizer: double-well, three-peaks or Wasserstein at λ 1e-4 or 1e-3, or none; lr " + rate_source +
                         ") trained on the same windows for " + std::to_string(rungs.front()) + " steps, the best third kept at each rung (" +
                         [&] {
                             std::string s;

@@ -80,7 +80,7 @@ TEST_CASE("kill -9 of resurrect, at random and mid-save: the same command again 
     auto j = test::read_json(recipe);
     j["eval_windows"] = 32;
     j["baselines"] = false;
-    // The default plan: a search over 10 candidates (rungs of 1, 2 and 8 steps), continued candidate
+    // The default plan: a search over 14 candidates (rungs of 1, 2 and 8 steps), continued candidate
     // by candidate; --keep-going keeps its output even though 8 steps do not pay back the graft.
     REQUIRE(j["stages"][0]["stage"] == "search");
     test::write_bytes(recipe, j.dump(2));

@@ -48,7 +48,7 @@ TEST_CASE("plan: the diagnosis and a recipe with reasons", "[resurrect][cli]") {
     CHECK(search["params"]["rungs"] == nlohmann::json({16, 50, 150}));
     CHECK(search["params"]["graft"]["roles"] == nlohmann::json({"mlp_gate", "mlp_up", "mlp_down"}));
     const auto& candidates = search["params"]["candidates"];
-    REQUIRE(candidates.size() == 10);  // 2 starts × 5 regularizers × the run's own learning rate
+    REQUIRE(candidates.size() == 14);  // 2 starts × (3 regularizers × 2 strengths, and none) × the run's own learning rate
     std::set<std::string> starts, names;
     for (const auto& c : candidates) {
         starts.insert(c["start"].get<std::string>());
@@ -300,7 +300,7 @@ TEST_CASE("resurrect: a search halves its candidates on selection windows, deter
     CHECK(search["selection_windows"] == log["windows"]["selection"]);
     CHECK(search["selection_windows"].get<std::int64_t>() >= 116);
     CHECK(log["start"]["window_losses"].size() == 351);
-    // 10 candidates at 1 step, the best ⌈10/3⌉ = 4 at 3 steps, the best 2 at 9; one winner.
+    // 14 candidates at 1 step, the best ⌈14/3⌉ = 5 at 3 steps, the best 2 at 9; one winner.
     std::vector<int> reached(4, 0);
     int winners = 0;
     std::string winner_folder;
@@ -315,10 +315,10 @@ TEST_CASE("resurrect: a search halves its candidates on selection windows, deter
             CHECK(c["note"].get<std::string>().find("stopped after") == 0);
         }
     }
-    CHECK(reached == std::vector<int>({0, 6, 2, 2}));
+    CHECK(reached == std::vector<int>({0, 9, 3, 2}));
     CHECK(winners == 1);
     CHECK(fs::path(stage["output"].get<std::string>()).parent_path().filename() == winner_folder);
-    CHECK(search["tokens"].get<std::int64_t>() == (6 * 1 + 2 * 3 + 2 * 9) * 16 * 64);
+    CHECK(search["tokens"].get<std::int64_t>() == (9 * 1 + 3 * 3 + 2 * 9) * 16 * 64);
 
     // The winner, continued from rung to rung, is the run of the whole budget: its options document
     // with steps 9, trained straight, gives the same weights bit for bit.
