@@ -498,6 +498,12 @@ FinetuneResult run_finetune(FinetuneOptions o) {
 
     std::int64_t start = 0;
     std::vector<std::string> kept_metrics;
+    // A save writes OUT.state.pt, then OUT, then OUT.state.json, each atomically. Killed between the
+    // first and the last, the state file is one save ahead of the JSON and OUT may be either: the
+    // state file holds the master weights too, so it alone is the resume point, and OUT and the
+    // JSON are rewritten from it before training goes on.
+    bool state_ahead = false;
+    std::optional<double> val_at_start;
     if (o.resume) {
         nlohmann::json sj = nlohmann::json::parse(std::ifstream(state_json));
         start = sj.at("step").get<std::int64_t>();
@@ -507,10 +513,18 @@ FinetuneResult run_finetune(FinetuneOptions o) {
             if (n.name.rfind("master/", 0) == 0) n.name = n.name.substr(7), master.push_back(std::move(n));
             else slots.push_back(std::move(n));
         }
-        for (const auto& s : slots)
-            if (s.name == "step" && static_cast<std::int64_t>(s.values.at(0)) != start)
-                throw ModelError(result.state.string() + ": holds step " + std::to_string(static_cast<std::int64_t>(s.values.at(0))) + " but " +
-                                 state_json.string() + " says " + std::to_string(start) + " (the last save was interrupted)");
+        for (const auto& s : slots) {
+            if (s.name != "step") continue;
+            const auto saved = static_cast<std::int64_t>(s.values.at(0));
+            if (saved == start) continue;
+            if (saved < start || master.empty())  // not what an interrupted save leaves: refuse
+                throw ModelError(result.state.string() + ": holds step " + std::to_string(saved) + " but " + state_json.string() + " says " +
+                                 std::to_string(start) + " (the last save was interrupted)");
+            result.notes.push_back("the last save was interrupted after " + result.state.filename().string() + " (step " + std::to_string(saved) +
+                                   "): resumed from it, " + o.output.filename().string() + " and " + state_json.filename().string() + " rewritten");
+            start = saved;
+            state_ahead = true;
+        }
         if (master.empty()) {
             io::Checkpoint saved = io::Checkpoint::open(o.output, open);
             std::vector<NamedTensor> saved_params;
@@ -529,11 +543,12 @@ FinetuneResult run_finetune(FinetuneOptions o) {
             if (line.empty()) continue;
             auto lj = nlohmann::json::parse(line, nullptr, false);
             if (lj.is_discarded() || !lj.contains("step") || !lj["step"].is_number_integer() || lj["step"].get<std::int64_t>() > start) continue;
+            if (lj["step"].get<std::int64_t>() == start && lj.contains("val_loss") && lj["val_loss"].is_number()) val_at_start = lj["val_loss"].get<double>();
             kept_metrics.push_back(line);
         }
         if (sj.contains("val_loss_before") && sj["val_loss_before"].is_number()) result.val_loss_before = sj["val_loss_before"].get<double>();
     }
-    if (start >= o.steps) {
+    if (start >= o.steps && !state_ahead) {
         result.steps_done = start;
         result.notes.push_back("the run had already reached step " + std::to_string(start));
         return result;
@@ -559,23 +574,19 @@ FinetuneResult run_finetune(FinetuneOptions o) {
         return l.nll_sum / static_cast<double>(l.count);
     };
 
-    const bool need_master = [&] {
-        for (const io::TensorEntry* t : input.state_dict_tensors())
-            if (t->dtype != io::DType::F32 || t->encoding != io::TensorEncoding::Plain) return true;
-        return input.format() != io::Format::TorchZip && input.format() != io::Format::TorchLegacy && input.format() != io::Format::Safetensors;
-    }();
-    std::optional<double> last_val;
+    std::optional<double> last_val = val_at_start;
     auto save = [&](std::int64_t step) {
         if (!rank0) return;
         const std::vector<NamedTensor> params = trainer.parameters();
         std::vector<io::OutputTensor> state;
         for (const auto& s : trainer.optimizer_state()) state.push_back(output_f32(s, false));
-        if (need_master)
-            for (const auto& p : params) {
-                NamedTensor m = p;
-                m.name = "master/" + p.name;
-                state.push_back(output_f32(m, false));
-            }
+        // Always the fp32 master weights: exact where OUT's dtypes would round them, and what makes
+        // this file alone a resume point (see state_ahead above).
+        for (const auto& p : params) {
+            NamedTensor m = p;
+            m.name = "master/" + p.name;
+            state.push_back(output_f32(m, false));
+        }
         io::PtWriteOptions wo;
         wo.inputs = {o.input};
         io::write_state_dict_pt(result.state, state, wo);
@@ -600,6 +611,7 @@ FinetuneResult run_finetune(FinetuneOptions o) {
         line["roles"] = trainer.role_metrics();
         emit(line);
     }
+    if (state_ahead && rank0) save(start);  // OUT and the JSON may still be the save before
 
     const std::int64_t local_rows = o.batch * o.grad_accum;
     const std::int64_t global_rows = local_rows * o.dist.world_size;

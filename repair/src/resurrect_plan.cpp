@@ -166,7 +166,8 @@ Recipe plan_resurrection(const std::vector<std::string>& inputs, const PlanOptio
     const std::optional<double> run_lr = train_config_number(latest_ck, "lr");
     // The search's candidates train at the run's own rate; the rule-based recipe keeps the rate it
     // always had (a short fine-tune at a run's peak rate can undo the graft before it recovers).
-    const double lr = options.lr ? *options.lr : options.search && run_lr ? *run_lr : 1e-3;
+    const double rule_lr = options.lr ? *options.lr : 1e-3;
+    const double search_lr = options.lr ? *options.lr : run_lr ? *run_lr : 1e-3;
 
     // The budget: what was asked, else half the tokens the run trained after the checkpoint it restarts from.
     const std::int64_t tokens_per_step = r.batch * r.seq_len;
@@ -227,13 +228,14 @@ Recipe plan_resurrection(const std::vector<std::string>& inputs, const PlanOptio
         start_stage = st;
     }
 
-    if (options.search && start_stage) {
+    const bool searched = options.search && start_stage.has_value();
+    if (searched) {
         // Candidates, each a start and a fine-tune, chosen by successive halving on validation
         // windows the claims never use. Both starts always compete: the rule above only orders them.
         RecipeStage search;
         search.kind = StageKind::Search;
         ojson candidates = ojson::array();
-        const std::vector<double> rates = options.lr || run_lr ? std::vector<double>{lr} : std::vector<double>{1e-3, 3e-3};
+        const std::vector<double> rates = options.lr || run_lr ? std::vector<double>{search_lr} : std::vector<double>{1e-3, 3e-3};
         const std::string rate_source = options.lr ? "as asked" : run_lr ? "the run's own, config.train.lr" : "no lr in the run's config: a grid";
         struct Reg {
             std::string label, spec;
@@ -262,7 +264,7 @@ Recipe plan_resurrection(const std::vector<std::string>& inputs, const PlanOptio
                          {"selection_fraction", 0.25},
                          {"graft", {{"base", r.latest}, {"donor", from}, {"roles", roles}, {"layers", layer_list}}},
                          {"candidates", candidates},
-                         {"baseline", double_well_finetune(1e-4, lr)}};
+                         {"baseline", double_well_finetune(1e-4, search_lr)}};
         search.reason = std::to_string(candidates.size()) + " candidates (start: the graft or " + from_name +
                         " whole; regularizer: double-well, three-peaks or Wasserstein at λ 1e-4 or 1e-3, or none; lr " + rate_source +
                         ") trained on the same windows for " + std::to_string(rungs.front()) + " steps, the best third kept at each rung (" +
@@ -279,7 +281,7 @@ Recipe plan_resurrection(const std::vector<std::string>& inputs, const PlanOptio
         if (start_stage) r.stages.push_back(*start_stage);
         RecipeStage ft;
         ft.kind = StageKind::Finetune;
-        ft.params = double_well_finetune(1e-4, lr);
+        ft.params = double_well_finetune(1e-4, rule_lr);
         ft.reason = roles_spec.empty() ? "fine-tune with the same budget as the baselines"
                                        : "fine-tune without the decay that collapsed " + roles_spec + ", with a double-well pulling their weights to ±S, " +
                                              "S the absmean of each layer-role in " + fs::path(like).filename().string();
@@ -287,7 +289,7 @@ Recipe plan_resurrection(const std::vector<std::string>& inputs, const PlanOptio
     }
 
     std::vector<std::string> notes;
-    r.baseline_finetune = original_optimizer_settings(latest_ck, lr, notes);
+    r.baseline_finetune = original_optimizer_settings(latest_ck, searched ? search_lr : rule_lr, notes);
     r.baseline_finetune["notes"] = notes;
     r.baseline_finetune["steps"] = steps;
     r.baseline_finetune["warmup"] = 10;

@@ -72,6 +72,60 @@ TEST_CASE("kill -9 of finetune, at random and mid-save: --resume reaches the uni
     CHECK(killed >= 3);
 }
 
+TEST_CASE("finetune --resume after a save cut between its state file and its JSON: the state file alone is the resume point", "[finetune][cli][kill]") {
+    // The window a kill -9 can hit at random: OUT.state.pt renamed into place at step 6, OUT and
+    // OUT.state.json still those of step 3. Made here on purpose: a complete 6-step run whose JSON
+    // is set back to step 3 and whose OUT is replaced by an older file. Constant schedule, so the
+    // 6-step run's state is the 9-step run's at step 6.
+    test::TempDir tmp;
+    auto argv = [&](const fs::path& out, int steps) {
+        std::string cmd = test::quote(test::cli_path()) + " finetune " + test::quote(kRun / "step_000050.pt") + " -o " + test::quote(out) +
+                          " --tokens " + test::quote(kRun / "train.bin") + " --val-tokens " + test::quote(kRun / "val.bin") +
+                          " --val-windows 8 --seq-len 32 --threads 1 --batch 4 --save-every 3 --eval-every 3 --no-compare-run --schedule constant" +
+                          " --steps " + std::to_string(steps);
+        return cmd;
+    };
+    REQUIRE(test::run_command(argv(tmp / "straight.pt", 9)).exit_code == 0);
+    const fs::path cut = tmp / "cut.pt";
+    REQUIRE(test::run_command(argv(cut, 6)).exit_code == 0);
+    const std::string six = test::read_text(cut);
+    auto state = test::read_json(fs::path(cut.string() + ".state.json"));
+    state["step"] = 3;
+    state["options"]["steps"] = 9;
+    test::write_bytes(fs::path(cut.string() + ".state.json"), state.dump(2));
+    fs::copy_file(kRun / "step_000100.pt", cut, fs::copy_options::overwrite_existing);  // OUT: not the state's
+
+    const auto r = test::run_command(test::quote(test::cli_path()) + " finetune --resume -o " + test::quote(cut) + " --json");
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+    CHECK(r.out.find("the last save was interrupted") != std::string::npos);
+    CHECK(test::read_text(cut) == test::read_text(tmp / "straight.pt"));
+    CHECK(test::read_json(fs::path(cut.string() + ".state.json"))["step"] == 9);
+    CHECK(metric_steps(fs::path(cut.string() + ".metrics.jsonl")) == metric_steps(tmp / "straight.pt.metrics.jsonl"));
+
+    // The same cut at the end of a run: nothing left to train, OUT and the JSON are rewritten from the state.
+    const fs::path end = tmp / "end.pt";
+    REQUIRE(test::run_command(argv(end, 6)).exit_code == 0);
+    auto end_state = test::read_json(fs::path(end.string() + ".state.json"));
+    end_state["step"] = 3;
+    test::write_bytes(fs::path(end.string() + ".state.json"), end_state.dump(2));
+    fs::copy_file(kRun / "step_000100.pt", end, fs::copy_options::overwrite_existing);
+    const auto again = test::run_command(test::quote(test::cli_path()) + " finetune --resume -o " + test::quote(end) + " --json");
+    INFO(again.out << again.err);
+    REQUIRE(again.exit_code == 0);
+    CHECK(test::read_text(end) == six);
+    CHECK(test::read_json(fs::path(end.string() + ".state.json"))["step"] == 6);
+
+    // A state file behind its JSON is not what an interrupted save leaves: refused, nothing written.
+    end_state["step"] = 9;
+    end_state["options"]["steps"] = 12;
+    test::write_bytes(fs::path(end.string() + ".state.json"), end_state.dump(2));
+    const auto behind = test::run_command(test::quote(test::cli_path()) + " finetune --resume -o " + test::quote(end));
+    CHECK(behind.exit_code != 0);
+    CHECK(behind.err.find("holds step 6 but") != std::string::npos);
+    CHECK(test::read_text(end) == six);
+}
+
 TEST_CASE("kill -9 of resurrect, at random and mid-save: the same command again reaches the uninterrupted result", "[resurrect][cli][kill]") {
     test::TempDir tmp;
     const fs::path recipe = tmp / "recipe.json";
@@ -80,9 +134,14 @@ TEST_CASE("kill -9 of resurrect, at random and mid-save: the same command again 
     auto j = test::read_json(recipe);
     j["eval_windows"] = 32;
     j["baselines"] = false;
-    // The default plan: a search over 14 candidates (rungs of 1, 2 and 8 steps), continued candidate
-    // by candidate; --keep-going keeps its output even though 8 steps do not pay back the graft.
+    // The default plan's search (rungs of 1, 2 and 8 steps), cut to four candidates to keep the test
+    // short: two stop after 1 step, one after 2, the winner continues alone to 8. --keep-going keeps
+    // its output even though 8 steps do not pay back the graft.
     REQUIRE(j["stages"][0]["stage"] == "search");
+    auto& candidates = j["stages"][0]["params"]["candidates"];
+    nlohmann::json kept = nlohmann::json::array();
+    for (std::size_t i : {std::size_t{0}, std::size_t{6}, std::size_t{7}, std::size_t{13}}) kept.push_back(candidates.at(i));
+    candidates = kept;
     test::write_bytes(recipe, j.dump(2));
     auto argv = [&](const fs::path& out) {
         return std::vector<std::string>{test::cli_path().string(), "resurrect", kRun.string(), "--tokens", (kRun / "train.bin").string(),
