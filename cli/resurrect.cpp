@@ -32,7 +32,10 @@ void print_search(const repair::SearchRecord& r) {
     for (const auto& c : r.candidates) width = std::max(width, c.name.size());
     for (const auto& c : r.candidates) {
         std::string losses;
-        for (std::size_t k = 0; k < r.rung_steps.size(); ++k) losses += k < c.rungs.size() ? fmt(" %.4f", c.rungs[k].second) : "       ";
+        for (auto steps : r.rung_steps) {
+            const auto loss = repair::selection_loss_at(c, steps);
+            losses += loss ? fmt(" %.4f", *loss) : "       ";
+        }
         std::string name = c.name;
         name.resize(width + 1, ' ');
         const std::string line = "         " + name + losses;

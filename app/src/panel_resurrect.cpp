@@ -151,9 +151,9 @@ void draw_results(const repair::ResurrectionLog& log) {
                 ImGui::TableNextRow();
                 ImGui::TableNextColumn();
                 ImGui::TextUnformatted(c.name.c_str());
-                for (std::size_t k = 0; k < r.rung_steps.size(); ++k) {
+                for (auto steps : r.rung_steps) {
                     ImGui::TableNextColumn();
-                    if (k < c.rungs.size()) ImGui::Text("%.4f", c.rungs[k].second);
+                    if (const auto loss = repair::selection_loss_at(c, steps)) ImGui::Text("%.4f", *loss);
                 }
                 ImGui::TableNextColumn();
                 if (c.winner) ImGui::TextColored(ImVec4(0.45f, 0.85f, 0.45f, 1), "won");

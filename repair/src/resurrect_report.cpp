@@ -137,7 +137,10 @@ std::string resurrection_report_html(const ResurrectionLog& log) {
         for (std::size_t i = 0; i < r.candidates.size(); ++i) {
             const auto& c = r.candidates[i];
             h << "<tr" << (c.winner ? " style='font-weight:bold'" : "") << "><td>" << i + 1 << "</td><td>" << esc(c.name) << "</td>";
-            for (std::size_t k = 0; k < r.rung_steps.size(); ++k) h << "<td>" << (k < c.rungs.size() ? fmt("%.4f", c.rungs[k].second) : "") << "</td>";
+            for (auto steps : r.rung_steps) {
+                const auto loss = selection_loss_at(c, steps);
+                h << "<td>" << (loss ? fmt("%.4f", *loss) : "") << "</td>";
+            }
             h << "<td class='" << (c.winner ? "ok" : "") << "'>" << esc(c.note) << "</td></tr>";
         }
         h << "</table>";

@@ -217,23 +217,9 @@ SearchOutcome run_search(const Runner& run, const nlohmann::json& p, const fs::p
             rec.candidates[i].note = "stopped after " + std::to_string(steps) + " steps: selection loss " + fmt("%.4f", loss) + ", " +
                                      fmt("%.4f", loss - best) + " nats behind the best, " + rec.candidates[scored.front().second].name;
         }
-        if (last || alive.size() == 1) {
-            // One left before the last rung: it still trains the whole budget, as the baselines do.
-            if (!last) {
-                Candidate& c = cands[alive.front()];
-                Runner::FinetuneJob j = c.first;
-                j.steps = rungs.back();
-                j.job = {{"finetune", "--resume", "-o", c.first.out.string(), "--resume-steps", std::to_string(rungs.back()), "--json"}, c.folder,
-                         "finetune"};
-                const auto state = read_json_file(c.first.out.string() + ".state.json");
-                if (!(state && (*state)["step"].get<std::int64_t>() >= rungs.back() && loss_at(c.first.metrics, rungs.back()))) run.finetune_all({j});
-                const auto loss = loss_at(c.first.metrics, rungs.back());
-                if (!loss) throw Error("search: " + c.first.metrics.string() + " has no validation loss at step " + std::to_string(rungs.back()));
-                rec.candidates[alive.front()].rungs.emplace_back(rungs.back(), *loss);
-                c.reached = rungs.back();
-            }
-            break;
-        }
+        if (last) break;
+        // One left before the last rung: it still trains the whole budget, as the baselines do.
+        if (alive.size() == 1) k = rungs.size() - 2;
     }
     const std::size_t w = alive.front();
     CandidateResult& winner = rec.candidates[w];
@@ -268,3 +254,13 @@ SearchOutcome run_search(const Runner& run, const nlohmann::json& p, const fs::p
 }
 
 }  // namespace bitfsck::repair::detail
+
+namespace bitfsck::repair {
+
+std::optional<double> selection_loss_at(const CandidateResult& c, std::int64_t steps) {
+    for (const auto& [at, loss] : c.rungs)
+        if (at == steps) return loss;
+    return std::nullopt;
+}
+
+}  // namespace bitfsck::repair

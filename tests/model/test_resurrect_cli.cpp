@@ -337,6 +337,25 @@ TEST_CASE("resurrect: a search halves its candidates on selection windows, deter
     CHECK(again["stages"][0]["search"]["candidates"] == search["candidates"]);
     CHECK(again["stages"][0]["after"]["val_loss"] == stage["after"]["val_loss"]);
     CHECK(test::read_text(tmp / "b" / "report.html").find("Candidates of stage 1") != std::string::npos);
+
+    // Three candidates: one survives the first rung and goes straight on to the whole budget.
+    auto three = test::read_json(recipe);
+    auto& cands = three["stages"][0]["params"]["candidates"];
+    cands = nlohmann::json::array({cands[0], cands[6], cands[13]});
+    test::write_bytes(recipe, three.dump(2));
+    const auto lone = resurrect(tmp / "c");
+    int lone_winners = 0;
+    for (const auto& c : lone["stages"][0]["search"]["candidates"]) {
+        if (!c["winner"].get<bool>()) {
+            CHECK(c["rungs"].size() == 1);
+            continue;
+        }
+        ++lone_winners;
+        REQUIRE(c["rungs"].size() == 2);
+        CHECK(c["rungs"][0]["steps"] == 1);
+        CHECK(c["rungs"][1]["steps"] == 9);
+    }
+    CHECK(lone_winners == 1);
 }
 
 TEST_CASE("resurrect: bad input gets one line and a non-zero exit", "[resurrect][cli]") {

@@ -129,6 +129,9 @@ struct CandidateResult {
     bool winner = false;
     std::string note;                                     // why it stopped, or why it won
 };
+// The candidate's selection loss after `steps` (a rung it reached; a lone survivor skips to the last).
+std::optional<double> selection_loss_at(const CandidateResult& c, std::int64_t steps);
+
 struct SearchRecord {
     std::vector<std::int64_t> rung_steps;
     std::int64_t selection_windows = 0;
