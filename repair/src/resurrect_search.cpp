@@ -3,50 +3,21 @@
 #include "resurrect_search.hpp"
 
 #include <algorithm>
-#include <cstring>
 #include <fstream>
 #include <numeric>
-#include <regex>
 
 #include "bitfsck/io/atomic_write.hpp"
 #include "bitfsck/io/error.hpp"
 #include "bitfsck/io/text.hpp"
+#include "bitfsck/model/tokens.hpp"
 
 namespace bitfsck::repair::detail {
 
 namespace {
 
-// Token ids of a raw little-endian file (u16/u32) or a 1-D integer .npy, as the model tools read them.
+// Token ids as the model tools read them (raw u16/u32 or .npy, checked the same way).
 std::vector<std::int64_t> read_token_ids(const fs::path& path, const std::string& dtype) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw io::FileError(path.string() + ": cannot open");
-    const std::string bytes((std::istreambuf_iterator<char>(in)), {});
-    std::size_t offset = 0, width = dtype == "u32" ? 4 : 2;
-    bool is_signed = false;
-    if (bytes.size() >= 10 && bytes.compare(0, 6, "\x93NUMPY") == 0) {
-        const int major = static_cast<unsigned char>(bytes[6]);
-        const std::size_t len_bytes = major == 1 ? 2 : 4;
-        std::size_t header_len = 0;
-        for (std::size_t i = 0; i < len_bytes && 8 + i < bytes.size(); ++i)
-            header_len |= static_cast<std::size_t>(static_cast<unsigned char>(bytes[8 + i])) << (8 * i);
-        offset = 8 + len_bytes + header_len;
-        if (offset > bytes.size()) throw Error(path.string() + ": a truncated .npy header");
-        static const std::regex descr("'descr'\\s*:\\s*'([<|])([ui])([1248])'");
-        std::smatch m;
-        const std::string header = bytes.substr(8 + len_bytes, header_len);
-        if (!std::regex_search(header, m, descr)) throw Error(path.string() + ": a .npy of little-endian integers is needed for a search");
-        is_signed = m[2] == "i";
-        width = static_cast<std::size_t>(std::stoi(m[3]));
-    }
-    const std::size_t n = (bytes.size() - offset) / width;
-    std::vector<std::int64_t> ids(n);
-    for (std::size_t i = 0; i < n; ++i) {
-        std::uint64_t v = 0;
-        std::memcpy(&v, bytes.data() + offset + i * width, width);  // little-endian host (x86-64, arm64)
-        if (is_signed && width < 8 && (v >> (8 * width - 1)) & 1) v |= ~std::uint64_t{0} << (8 * width);
-        ids[i] = static_cast<std::int64_t>(v);
-    }
-    return ids;
+    return model::read_token_file(path, model::parse_token_dtype(dtype));
 }
 
 // A 1-D int64 .npy (version 1.0, header padded to 64 bytes): the model tools detect it by its magic,

@@ -320,6 +320,15 @@ TEST_CASE("resurrect: a search halves its candidates on selection windows, deter
     CHECK(fs::path(stage["output"].get<std::string>()).parent_path().filename() == winner_folder);
     CHECK(search["tokens"].get<std::int64_t>() == (9 * 1 + 3 * 3 + 2 * 9) * 16 * 64);
 
+    // The selection windows' tokens, as numpy reads the .npy: the tail of val.bin after the claims'
+    // 351 windows of 64 (and one token more, so no token is in both).
+    const auto np = test::run_command(test::python() + " -c \"import numpy, sys; a = numpy.load(sys.argv[1]); v = numpy.fromfile(sys.argv[2], '<u2'); "
+                                      "assert a.dtype == numpy.int64 and a.ndim == 1; assert (a == v[351 * 64 + 1:]).all(); print(len(a))\" " +
+                                      test::quote(tmp / "a" / "stage_1_search" / "selection_tokens.npy") + " " + test::quote(kRun / "val.bin"));
+    INFO(np.err);
+    REQUIRE(np.exit_code == 0);
+    CHECK(std::stoi(np.out) == 30000 - 351 * 64 - 1);
+
     // The winner, continued from rung to rung, is the run of the whole budget: its options document
     // with steps 9, trained straight, gives the same weights bit for bit.
     const fs::path stage_dir = tmp / "a" / "stage_1_search";
